@@ -1,0 +1,313 @@
+//! Tenant identification: request → tenant namespace. Modes: `header` (a header set by a
+//! trusted gateway, or the `namespace` parameter, as the Go proxy did) and `bearer` (static
+//! tokens, stored as SHA-256 hashes, compared in constant time). Whether the tenant exists is
+//! the HTTP layer's business (it looks the name up in the tenant store). Tokens are never
+//! logged or kept in clear.
+
+use std::path::PathBuf;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::error::ApiError;
+use crate::http::params::Params;
+
+/// What the authenticator is built from (taken from `config.auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSettings {
+    Header {
+        /// Header carrying the tenant, e.g. `X-Tenant-Namespace`.
+        header: String,
+        /// Query/form parameter carrying the tenant (`namespace`); `None` disables it.
+        query_param: Option<String>,
+    },
+    Bearer {
+        tokens: Vec<TokenSetting>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSetting {
+    pub tenant: String,
+    pub source: TokenSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Hex SHA-256 of the token.
+    Sha256(String),
+    /// A file holding the raw token (surrounding whitespace ignored); hashed at load.
+    File(PathBuf),
+}
+
+/// A configuration the authenticator can't be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("auth.header.name {0:?} is not a valid HTTP header name")]
+    HeaderName(String),
+    #[error(
+        "auth.bearer.tokens: tenant {tenant:?}: sha256 must be 64 hex digits (the SHA-256 of the token, e.g. from `printf %s TOKEN | sha256sum`)"
+    )]
+    BadHash { tenant: String },
+    #[error("auth.bearer.tokens: tenant {tenant:?}: can't read token_file {path}: {reason}")]
+    TokenFile {
+        tenant: String,
+        path: String,
+        reason: String,
+    },
+    #[error("auth.bearer.tokens: tenant {tenant:?}: token_file {path} is empty")]
+    EmptyTokenFile { tenant: String, path: String },
+    #[error("auth.bearer.tokens is empty: no tenant could ever authenticate")]
+    NoTokens,
+}
+
+/// Why a request has no tenant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing tenant: set the {header} header{}", param.as_ref().map(|p| format!(" or the {p:?} parameter")).unwrap_or_default())]
+    MissingTenant {
+        header: String,
+        param: Option<String>,
+    },
+    #[error("missing bearer token: send Authorization: Bearer <token>")]
+    MissingToken,
+    #[error("invalid bearer token")]
+    InvalidToken,
+    #[error("the {0} header is given more than once")]
+    DuplicateHeader(String),
+    #[error(
+        "the tenant is given twice with different values ({header} header and {param:?} parameter)"
+    )]
+    Conflict { header: String, param: String },
+    #[error("the {0} header is not valid visible ASCII")]
+    Malformed(String),
+}
+
+impl AuthError {
+    /// Bounded metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingTenant { .. } | AuthError::MissingToken => "missing",
+            AuthError::InvalidToken => "invalid_token",
+            AuthError::DuplicateHeader(_) => "duplicate",
+            AuthError::Conflict { .. } => "conflict",
+            AuthError::Malformed(_) => "malformed",
+        }
+    }
+
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            AuthError::MissingTenant { .. } | AuthError::MissingToken | AuthError::InvalidToken => {
+                ApiError::unauthorized(self.to_string())
+            }
+            _ => ApiError::bad_data(self.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let challenge = match self {
+            AuthError::MissingToken => Some("Bearer"),
+            AuthError::InvalidToken => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        };
+        let mut response = self.to_api_error().into_response();
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+#[derive(Clone)]
+struct TokenEntry {
+    hash: [u8; 32],
+    tenant: String,
+}
+
+#[derive(Clone)]
+enum Mode {
+    Header {
+        name: HeaderName,
+        query_param: Option<String>,
+    },
+    Bearer {
+        tokens: Vec<TokenEntry>,
+    },
+}
+
+/// Request → tenant name.
+#[derive(Clone)]
+pub struct Authenticator {
+    mode: Mode,
+}
+
+impl std::fmt::Debug for Authenticator {
+    // Hashes stay out of Debug output too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.mode {
+            Mode::Header { name, query_param } => f
+                .debug_struct("Authenticator::Header")
+                .field("header", name)
+                .field("query_param", query_param)
+                .finish(),
+            Mode::Bearer { tokens } => f
+                .debug_struct("Authenticator::Bearer")
+                .field("tokens", &tokens.len())
+                .finish(),
+        }
+    }
+}
+
+impl Authenticator {
+    pub fn new(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
+        let mode = match settings {
+            AuthSettings::Header {
+                header,
+                query_param,
+            } => Mode::Header {
+                name: HeaderName::try_from(header.as_str())
+                    .map_err(|_| AuthConfigError::HeaderName(header.clone()))?,
+                query_param: query_param.clone().filter(|p| !p.is_empty()),
+            },
+            AuthSettings::Bearer { tokens } => {
+                if tokens.is_empty() {
+                    return Err(AuthConfigError::NoTokens);
+                }
+                let tokens = tokens
+                    .iter()
+                    .map(token_entry)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Mode::Bearer { tokens }
+            }
+        };
+        Ok(Self { mode })
+    }
+
+    pub fn is_bearer(&self) -> bool {
+        matches!(self.mode, Mode::Bearer { .. })
+    }
+
+    /// The tenant a request claims (header mode) or proves (bearer mode).
+    pub fn identify(&self, headers: &HeaderMap, params: &Params) -> Result<String, AuthError> {
+        match &self.mode {
+            Mode::Header { name, query_param } => {
+                let from_header = single_header(headers, name)?;
+                let from_param = query_param
+                    .as_deref()
+                    .and_then(|p| params.get(p))
+                    .filter(|v| !v.is_empty());
+                match (from_header, from_param) {
+                    (Some(h), Some(p)) if h != p => Err(AuthError::Conflict {
+                        header: name.to_string(),
+                        param: query_param.clone().unwrap_or_default(),
+                    }),
+                    (Some(h), _) => Ok(h),
+                    (None, Some(p)) => Ok(p.to_string()),
+                    (None, None) => Err(AuthError::MissingTenant {
+                        header: name.to_string(),
+                        param: query_param.clone(),
+                    }),
+                }
+            }
+            Mode::Bearer { tokens } => {
+                let Some(value) = single_header(headers, &header::AUTHORIZATION)? else {
+                    return Err(AuthError::MissingToken);
+                };
+                let (scheme, token) = value.split_once(' ').unwrap_or((value.as_str(), ""));
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(AuthError::InvalidToken);
+                }
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(AuthError::MissingToken);
+                }
+                lookup(tokens, &sha256(token.as_bytes())).ok_or(AuthError::InvalidToken)
+            }
+        }
+    }
+}
+
+/// Compare against every entry without an early exit, so timing does not tell how many
+/// hashes (or which) were compared.
+fn lookup(tokens: &[TokenEntry], hash: &[u8; 32]) -> Option<String> {
+    let mut found = subtle::Choice::from(0);
+    let mut index = 0u32;
+    for (i, entry) in tokens.iter().enumerate() {
+        let equal = entry.hash.ct_eq(hash);
+        let first = equal & !found;
+        index = u32::conditional_select(&index, &(i as u32), first);
+        found |= equal;
+    }
+    if bool::from(found) {
+        tokens.get(index as usize).map(|e| e.tenant.clone())
+    } else {
+        None
+    }
+}
+
+fn single_header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::DuplicateHeader(name.to_string()));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| AuthError::Malformed(name.to_string()))?
+        .trim();
+    Ok((!text.is_empty()).then(|| text.to_string()))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn token_entry(setting: &TokenSetting) -> Result<TokenEntry, AuthConfigError> {
+    let tenant = setting.tenant.clone();
+    let hash = match &setting.source {
+        TokenSource::Sha256(hex) => {
+            decode_hex(hex.trim()).ok_or_else(|| AuthConfigError::BadHash {
+                tenant: tenant.clone(),
+            })?
+        }
+        TokenSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| AuthConfigError::TokenFile {
+                tenant: tenant.clone(),
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(AuthConfigError::EmptyTokenFile {
+                    tenant,
+                    path: path.display().to_string(),
+                });
+            }
+            sha256(token.as_bytes())
+        }
+    };
+    Ok(TokenEntry { hash, tenant })
+}
+
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;

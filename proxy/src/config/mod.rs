@@ -1,0 +1,424 @@
+//! The config file: the Go proxy's keys (`discovery`, `tenants`, `proxy`, `remote_write`) plus
+//! `server`, `backends` and `auth`. Owns parsing (unknown keys are errors that name the file,
+//! line and key), defaults, and semantic validation that reports every problem at once.
+
+mod duration;
+mod error;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::{format_duration, parse_duration};
+pub use error::ConfigError;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub discovery: DiscoveryConfig,
+    pub tenants: TenantsConfig,
+    pub proxy: ProxyConfig,
+    pub remote_write: RemoteWriteConfig,
+    pub backends: BackendsConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Tenant-facing Prometheus API.
+    pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/debug/*`, `/-/reload`. It shows every tenant.
+    pub admin_listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
+        }
+    }
+}
+
+/// Kubernetes discovery of Prometheus backends (Go proxy keys). Parsed and validated here;
+/// used by Kubernetes mode.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    pub kubernetes: Option<KubernetesDiscovery>,
+    #[serde(with = "duration::serde_duration")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            kubernetes: None,
+            refresh_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesDiscovery {
+    pub namespaces: Vec<String>,
+    pub label_selectors: BTreeMap<String, String>,
+    pub annotation_selectors: BTreeMap<String, String>,
+    /// Port name or number.
+    pub port: String,
+    pub resource_types: Vec<ResourceType>,
+}
+
+impl Default for KubernetesDiscovery {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            label_selectors: BTreeMap::new(),
+            annotation_selectors: BTreeMap::new(),
+            port: "9090".into(),
+            resource_types: vec![ResourceType::Pod],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ResourceType {
+    Pod,
+    Service,
+    Endpoints,
+    EndpointSlice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantSourceKind {
+    #[default]
+    File,
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    pub source: TenantSourceKind,
+    /// Folder of MetricAccess YAML files (file source); relative to the config file.
+    pub directory: PathBuf,
+    pub watch_all_namespaces: bool,
+    pub namespaces: Vec<String>,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        Self {
+            source: TenantSourceKind::File,
+            directory: PathBuf::from("./tenants"),
+            watch_all_namespaces: true,
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    pub enable_caching: bool,
+    #[serde(with = "duration::serde_duration")]
+    pub cache_ttl: Duration,
+    pub enable_metrics: bool,
+    pub enable_request_logging: bool,
+    pub max_concurrent_requests: usize,
+    #[serde(with = "duration::serde_duration")]
+    pub backend_timeout: Duration,
+    pub max_query_bytes: usize,
+    pub max_query_depth: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            enable_caching: false,
+            cache_ttl: Duration::from_secs(300),
+            enable_metrics: true,
+            enable_request_logging: true,
+            max_concurrent_requests: 100,
+            backend_timeout: Duration::from_secs(30),
+            max_query_bytes: 64 * 1024,
+            max_query_depth: 100,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteConfig {
+    pub enabled: bool,
+    #[serde(with = "duration::serde_duration")]
+    pub collection_interval: Duration,
+    pub batch_size: usize,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            collection_interval: Duration::from_secs(30),
+            batch_size: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendsConfig {
+    #[serde(with = "duration::serde_duration")]
+    pub probe_interval: Duration,
+    #[serde(with = "duration::serde_duration")]
+    pub probe_timeout: Duration,
+    /// Reads go to the first group: an HA set.
+    pub groups: Vec<BackendGroup>,
+}
+
+impl Default for BackendsConfig {
+    fn default() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(2),
+            groups: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendGroup {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Header,
+    Bearer,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub header: HeaderAuthConfig,
+    pub bearer: BearerAuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderAuthConfig {
+    pub name: String,
+    /// Query parameter accepted instead of the header (Go proxy compatible); `null` disables.
+    pub query_param: Option<String>,
+}
+
+impl Default for HeaderAuthConfig {
+    fn default() -> Self {
+        Self {
+            name: "X-Tenant-Namespace".into(),
+            query_param: Some("namespace".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BearerAuthConfig {
+    pub tokens: Vec<BearerToken>,
+}
+
+/// A tenant's token, as its SHA-256 (hex) or a file holding the raw token. Never the token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerToken {
+    pub tenant: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Read, parse and validate a config file. Relative paths in it resolve against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut config = Self::from_yaml(&text, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Parse and validate config text; `origin` names it in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| error::from_yaml_error(&e, text, origin))?
+        };
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                file: origin.to_string(),
+                problems,
+            })
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.tenants.directory);
+        for t in &mut self.auth.bearer.tokens {
+            if let Some(f) = t.token_file.as_mut() {
+                resolve(f);
+            }
+        }
+    }
+
+    /// Every semantic problem, each naming its key.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.server.listen == self.server.admin_listen {
+            p.push("server.admin_listen: must differ from server.listen (the admin listener shows every tenant)".into());
+        }
+        if self.tenants.source == TenantSourceKind::File
+            && self.tenants.directory.as_os_str().is_empty()
+        {
+            p.push("tenants.directory: required with tenants.source: file".into());
+        }
+        if !self.tenants.watch_all_namespaces && self.tenants.namespaces.is_empty() {
+            p.push("tenants.namespaces: list the namespaces to watch, or set watch_all_namespaces: true".into());
+        }
+        for (key, d) in [
+            ("proxy.backend_timeout", self.proxy.backend_timeout),
+            ("backends.probe_interval", self.backends.probe_interval),
+            ("backends.probe_timeout", self.backends.probe_timeout),
+            (
+                "discovery.refresh_interval",
+                self.discovery.refresh_interval,
+            ),
+            (
+                "remote_write.collection_interval",
+                self.remote_write.collection_interval,
+            ),
+        ] {
+            if d.is_zero() {
+                p.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        for (key, n) in [
+            (
+                "proxy.max_concurrent_requests",
+                self.proxy.max_concurrent_requests,
+            ),
+            ("proxy.max_query_bytes", self.proxy.max_query_bytes),
+            ("proxy.max_query_depth", self.proxy.max_query_depth),
+            ("proxy.max_body_bytes", self.proxy.max_body_bytes),
+            ("remote_write.batch_size", self.remote_write.batch_size),
+        ] {
+            if n == 0 {
+                p.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if self.remote_write.enabled
+            && self.remote_write.collection_interval < Duration::from_secs(5)
+        {
+            p.push("remote_write.collection_interval: must be at least 5s".into());
+        }
+        if self.tenants.source == TenantSourceKind::File && self.backends.groups.is_empty() {
+            p.push(
+                "backends.groups: at least one group with one member is required in file mode"
+                    .into(),
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, g) in self.backends.groups.iter().enumerate() {
+            if g.name.is_empty() {
+                p.push(format!("backends.groups[{i}].name: must not be empty"));
+            } else if !names.insert(&g.name) {
+                p.push(format!(
+                    "backends.groups[{i}].name: duplicate group {:?}",
+                    g.name
+                ));
+            }
+            if g.members.is_empty() {
+                p.push(format!(
+                    "backends.groups[{i}].members: at least one member URL is required"
+                ));
+            }
+            for (j, m) in g.members.iter().enumerate() {
+                if let Err(e) = check_member_url(m) {
+                    p.push(format!("backends.groups[{i}].members[{j}]: {e}"));
+                }
+            }
+        }
+        if self.auth.header.name.is_empty()
+            || http::HeaderName::from_bytes(self.auth.header.name.as_bytes()).is_err()
+        {
+            p.push(format!(
+                "auth.header.name: {:?} is not a valid header name",
+                self.auth.header.name
+            ));
+        }
+        if self.auth.mode == AuthMode::Bearer && self.auth.bearer.tokens.is_empty() {
+            p.push("auth.bearer.tokens: bearer mode needs at least one token".into());
+        }
+        for (i, t) in self.auth.bearer.tokens.iter().enumerate() {
+            if let Err(e) = crate::tenant::validate_tenant_id(&t.tenant) {
+                p.push(format!("auth.bearer.tokens[{i}].tenant: {e}"));
+            }
+            match (&t.sha256, &t.token_file) {
+                (Some(h), None) => {
+                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        p.push(format!("auth.bearer.tokens[{i}].sha256: must be 64 hex digits (printf %s \"$TOKEN\" | sha256sum)"));
+                    }
+                }
+                (None, Some(_)) => {}
+                _ => p.push(format!(
+                    "auth.bearer.tokens[{i}]: set exactly one of sha256 or token_file"
+                )),
+            }
+        }
+        p
+    }
+}
+
+fn check_member_url(m: &str) -> Result<(), String> {
+    let rest = m
+        .strip_prefix("http://")
+        .or_else(|| m.strip_prefix("https://"))
+        .ok_or_else(|| format!("{m:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{m:?} has no host"));
+    }
+    if m.parse::<http::Uri>().is_err() {
+        return Err(format!("{m:?} is not a valid URL"));
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+use std::time::Duration;
+
+use super::*;
+
+const LAB: &str = include_str!("../../../fixtures/configs/lab.yaml");
+const EXAMPLE: &str = include_str!("../../../fixtures/configs/example.yaml");
+
+fn minimal() -> &'static str {
+    "backends:\n  groups:\n    - name: infra\n      members: [\"http://127.0.0.1:9090\"]\n"
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = Config::from_yaml(minimal(), "c.yaml").unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9091");
+    assert_eq!(c.proxy.backend_timeout, Duration::from_secs(30));
+    assert_eq!(c.proxy.max_concurrent_requests, 100);
+    assert_eq!(c.proxy.max_query_bytes, 65536);
+    assert_eq!(c.remote_write.batch_size, 1000);
+    assert_eq!(c.remote_write.collection_interval, Duration::from_secs(30));
+    assert_eq!(c.discovery.refresh_interval, Duration::from_secs(30));
+    assert_eq!(c.auth.mode, AuthMode::Header);
+    assert_eq!(c.auth.header.name, "X-Tenant-Namespace");
+    assert_eq!(c.auth.header.query_param.as_deref(), Some("namespace"));
+    assert_eq!(c.tenants.source, TenantSourceKind::File);
+}
+
+#[test]
+fn fixture_configs_parse() {
+    let lab = Config::from_yaml(LAB, "lab.yaml").unwrap();
+    assert_eq!(lab.backends.groups[0].members.len(), 2);
+    let ex = Config::from_yaml(EXAMPLE, "example.yaml").unwrap();
+    assert_eq!(ex.auth.mode, AuthMode::Bearer);
+    assert_eq!(
+        ex.discovery.kubernetes.unwrap().resource_types,
+        vec![ResourceType::Pod]
+    );
+}
+
+#[test]
+fn the_go_proxy_config_of_the_seed_parses() {
+    // The config example of the Go proxy's README, unchanged, plus a backend group.
+    let seed = r#"
+discovery:
+  kubernetes:
+    namespaces:
+      - monitoring
+    label_selectors:
+      app.kubernetes.io/name: prometheus
+    port: "9090"
+    resource_types:
+      - Pod
+  refresh_interval: 30s
+tenants:
+  watch_all_namespaces: true
+proxy:
+  enable_caching: true
+  cache_ttl: 5m
+  enable_metrics: true
+  enable_request_logging: true
+  max_concurrent_requests: 100
+  backend_timeout: 30s
+remote_write:
+  enabled: true
+  collection_interval: 30s
+  batch_size: 1000
+"#;
+    let c = Config::from_yaml(&format!("{seed}{}", minimal()), "seed.yaml").unwrap();
+    assert!(c.proxy.enable_caching);
+    assert_eq!(c.proxy.cache_ttl, Duration::from_secs(300));
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = format!("{}proxy:\n  enable_cachng: true\n", minimal());
+    let e = Config::from_yaml(&text, "config.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config.yaml:6:3: key `proxy.enable_cachng`: unknown field `enable_cachng`"),
+        "{e}"
+    );
+    assert!(e.contains("enable_caching"), "lists the valid keys: {e}");
+}
+
+#[test]
+fn bad_value_names_key() {
+    let text = format!("{}proxy:\n  backend_timeout: soon\n", minimal());
+    let e = Config::from_yaml(&text, "c.yaml").unwrap_err().to_string();
+    assert!(
+        e.contains("c.yaml:6:")
+            && e.contains("proxy.backend_timeout")
+            && e.contains("invalid duration"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_semantic_problem_is_listed_together() {
+    let text = "server:\n  listen: 127.0.0.1:1\n  admin_listen: 127.0.0.1:1\nbackends:\n  groups:\n    - name: a\n      members: [\"ftp://x\"]\n    - name: a\n      members: []\nauth:\n  mode: bearer\n  bearer:\n    tokens:\n      - tenant: \"a|b\"\n        sha256: abc\n";
+    let e = Config::from_yaml(text, "c.yaml").unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &e else {
+        panic!("{e}")
+    };
+    let all = problems.join("\n");
+    for needle in [
+        "server.admin_listen",
+        "backends.groups[0].members[0]",
+        "backends.groups[1].name: duplicate",
+        "backends.groups[1].members",
+        "auth.bearer.tokens[0].tenant",
+        "auth.bearer.tokens[0].sha256",
+    ] {
+        assert!(all.contains(needle), "missing {needle} in:\n{all}");
+    }
+}
+
+#[test]
+fn file_mode_needs_a_backend() {
+    let e = Config::from_yaml("proxy:\n  enable_metrics: true\n", "c.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("backends.groups"), "{e}");
+}
+
+#[test]
+fn load_resolves_relative_paths_against_the_config_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, format!("tenants:\n  directory: t\n{}", minimal())).unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.tenants.directory, dir.path().join("t"));
+    let missing = Config::load(&dir.path().join("nope.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope.yaml"), "{missing}");
+}
+
+#[test]
+fn durations() {
+    for (s, ms) in [
+        ("500ms", 500),
+        ("30s", 30_000),
+        ("5m", 300_000),
+        ("1h30m", 5_400_000),
+        ("1d", 86_400_000),
+        ("1w", 604_800_000),
+        ("1m30s500ms", 90_500),
+    ] {
+        assert_eq!(parse_duration(s).unwrap(), Duration::from_millis(ms), "{s}");
+    }
+    for bad in ["", "30", "s", "5m1h", "1.5s", "-1s", "1h1h", "30sec"] {
+        assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+    }
+    assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+}

@@ -1,0 +1,90 @@
+//! Admin listener endpoints: `/metrics`, `/debug/tenants`, `/debug/targets` and
+//! `POST|PUT /-/reload`. They show every tenant, so they are never on the tenant-facing port.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::telemetry::{MemberLabels, StateLabels};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/debug/tenants", get(debug_tenants))
+        .route("/debug/targets", get(debug_targets))
+        .route("/-/reload", post(reload).put(reload))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let metrics = state.metrics();
+    // Gauges that mirror current state are set at scrape time, so members and tenants
+    // removed by a reload disappear instead of going stale.
+    let snapshot = state.tenants().snapshot();
+    for (label, value) in [
+        ("valid", snapshot.tenants.len()),
+        ("invalid", snapshot.invalid.len()),
+    ] {
+        metrics
+            .tenants
+            .get_or_create(&StateLabels {
+                state: label.to_string(),
+            })
+            .set(value as i64);
+    }
+    metrics.backend_up.clear();
+    let runtime = state.runtime();
+    for (group, member) in runtime.backends.members() {
+        let up = member.health() != crate::backend::Health::Down;
+        metrics
+            .backend_up
+            .get_or_create(&MemberLabels {
+                group: group.to_string(),
+                member: member.url.clone(),
+            })
+            .set(i64::from(up));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn debug_tenants(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = state.tenants().snapshot();
+    let tenants: Vec<_> = snapshot
+        .tenants
+        .values()
+        .map(|tenant| {
+            serde_json::json!({
+                "namespace": tenant.namespace,
+                "resources": tenant.resources,
+                "selectors": tenant.policy.clause_selectors(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "loaded": snapshot.loaded,
+        "tenants": tenants,
+        "invalid": snapshot.invalid,
+    }))
+}
+
+async fn debug_targets(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.runtime().backends.targets_json())
+}
+
+async fn reload(State(state): State<AppState>) -> Response {
+    match state.reload().await {
+        Ok(()) => (StatusCode::OK, "config reloaded\n").into_response(),
+        Err(error) => ApiError::bad_data(error.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,283 @@
+//! HTTP layer: the shared state, the tenant-facing Prometheus API router (enforced routes
+//! only, everything else 403), the admin router (metrics, debug, reload), and [`start`], the
+//! entry point main.rs and the e2e harness use to run the proxy in-process.
+
+pub mod admin;
+pub mod metadata;
+pub mod observe;
+pub mod params;
+pub mod prom_api;
+pub mod reload;
+pub mod server;
+pub mod settings;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub use server::{RunningProxy, StartOptions, serve, start, start_with};
+pub use settings::{RuntimeSettings, SettingsError};
+
+use crate::auth::{AuthError, Authenticator};
+use crate::backend::BackendPool;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::telemetry::{Metrics, TenantLabels};
+use crate::tenant::{Tenant, TenantStore};
+use params::Params;
+
+/// What a config reload swaps as a whole: a request sees one consistent set.
+#[derive(Debug)]
+pub struct Runtime {
+    pub settings: RuntimeSettings,
+    pub auth: Authenticator,
+    pub backends: Arc<BackendPool>,
+}
+
+impl Runtime {
+    /// Build from settings and start the backend probes (needs a Tokio runtime).
+    pub fn build(settings: RuntimeSettings, metrics: Arc<Metrics>) -> anyhow::Result<Runtime> {
+        let auth = Authenticator::new(&settings.auth)?;
+        let backends = Arc::new(BackendPool::new(settings.backends.clone(), metrics)?);
+        Ok(Runtime {
+            settings,
+            auth,
+            backends,
+        })
+    }
+}
+
+struct Shared {
+    tenants: Arc<TenantStore>,
+    runtime: ArcSwap<Runtime>,
+    metrics: Arc<Metrics>,
+    config_path: Option<PathBuf>,
+    /// Serialises reloads (SIGHUP and POST /-/reload may race).
+    reload_lock: tokio::sync::Mutex<()>,
+    /// The running tenant source, restarted when a reload changes its directory.
+    source: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .source
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// State shared by both routers. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("runtime", &self.inner.runtime.load())
+            .field("config_path", &self.inner.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Build the backends and the authenticator from `config`. Must run inside a Tokio
+    /// runtime (the backend probes start here). The tenant source is not started: see
+    /// [`start`] (or fill `tenants` yourself). Without a config path, reloads are refused.
+    pub fn new(config: Config, tenants: Arc<TenantStore>) -> anyhow::Result<AppState> {
+        let settings = RuntimeSettings::from_config(&config)?;
+        Self::from_settings(settings, tenants, None)
+    }
+
+    /// Build from already-converted settings; `config_path` enables reloads.
+    pub fn from_settings(
+        settings: RuntimeSettings,
+        tenants: Arc<TenantStore>,
+        config_path: Option<PathBuf>,
+    ) -> anyhow::Result<AppState> {
+        let metrics = Arc::new(Metrics::new());
+        let runtime = Runtime::build(settings, metrics.clone())?;
+        runtime.backends.start_probes();
+        Ok(AppState {
+            inner: Arc::new(Shared {
+                tenants,
+                runtime: ArcSwap::from_pointee(runtime),
+                metrics,
+                config_path,
+                reload_lock: tokio::sync::Mutex::new(()),
+                source: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn tenants(&self) -> &Arc<TenantStore> {
+        &self.inner.tenants
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The current runtime (settings, auth, backends); stable for the caller's lifetime.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.inner.runtime.load_full()
+    }
+
+    pub fn config_path(&self) -> Option<&PathBuf> {
+        self.inner.config_path.as_ref()
+    }
+
+    /// Remember the running tenant source task (aborted when the state drops or the
+    /// directory changes on reload).
+    pub fn set_tenant_source(&self, task: tokio::task::JoinHandle<()>) {
+        let mut source = self
+            .inner
+            .source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = source.replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Why the proxy is not ready, if it isn't: tenants not loaded or no healthy backend.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if !self.inner.tenants.snapshot().loaded {
+            return Some("tenants are not loaded yet".to_string());
+        }
+        self.runtime().backends.read_group_ready().err()
+    }
+
+    /// Authenticate the request and find its tenant in the store.
+    pub(crate) fn resolve_tenant(
+        &self,
+        runtime: &Runtime,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<Arc<Tenant>, Refusal> {
+        let metrics = &self.inner.metrics;
+        let namespace = runtime.auth.identify(headers, params).map_err(|error| {
+            Metrics::inc_reason(&metrics.auth_failures, error.reason());
+            Refusal::Auth(error)
+        })?;
+        let Some(tenant) = self.inner.tenants.get(&namespace) else {
+            Metrics::inc_reason(&metrics.auth_failures, "unknown_tenant");
+            let shown: String = namespace.chars().take(63).collect();
+            return Err(ApiError::forbidden(format!(
+                "unknown tenant {shown}: no valid MetricAccess"
+            ))
+            .into());
+        };
+        tracing::Span::current().record("tenant", tenant.namespace.as_str());
+        metrics
+            .tenant_requests
+            .get_or_create(&TenantLabels {
+                tenant: tenant.namespace.clone(),
+            })
+            .inc();
+        if tenant.policy.clauses.is_empty() {
+            Metrics::inc_reason(&metrics.auth_failures, "empty_policy");
+            return Err(ApiError::forbidden(format!(
+                "tenant {} may not read any metric: its MetricAccess lists no metrics",
+                tenant.namespace
+            ))
+            .into());
+        }
+        Ok(tenant)
+    }
+}
+
+/// Why a request is answered by the proxy itself (never forwarded).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Auth(AuthError),
+    Api(ApiError),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal::Api(error)
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(error: AuthError) -> Self {
+        Refusal::Auth(error)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Auth(error) => error.into_response(),
+            Refusal::Api(error) => error.into_response(),
+        }
+    }
+}
+
+/// The tenant-facing router: enforced Prometheus API routes and health; everything else 403.
+pub fn api_router(state: AppState) -> Router {
+    let router = prom_api::routes()
+        .merge(health_routes())
+        .fallback(unsupported_path)
+        .method_not_allowed_fallback(method_not_allowed);
+    observe::layer(router, state.clone()).with_state(state)
+}
+
+/// The admin router: health, `/metrics`, `/debug/*`, `POST /-/reload`.
+pub fn admin_router(state: AppState) -> Router {
+    let router = admin::routes()
+        .merge(health_routes())
+        .fallback(|| async { ApiError::not_found("no such admin endpoint") })
+        .method_not_allowed_fallback(method_not_allowed);
+    observe::layer(router, state.clone()).with_state(state)
+}
+
+fn health_routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(healthy))
+        .route("/-/healthy", get(healthy))
+        .route("/ready", get(ready))
+        .route("/-/ready", get(ready))
+}
+
+async fn healthy() -> &'static str {
+    "OK\n"
+}
+
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.not_ready_reason() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn unsupported_path(uri: axum::http::Uri) -> ApiError {
+    let path: String = uri.path().chars().take(200).collect();
+    ApiError::forbidden(format!(
+        "path {path} is not supported by the multi-tenant proxy (only enforced read endpoints are)"
+    ))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let path: String = uri.path().chars().take(200).collect();
+    ApiError::method_not_allowed(format!("method {method} is not allowed on {path}"))
+}

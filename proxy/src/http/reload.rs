@@ -1,0 +1,62 @@
+//! Config reload (`POST|PUT /-/reload` and SIGHUP): a bad config is refused and the running
+//! one keeps serving; a good one swaps auth, backends and limits at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{AppState, Runtime, RuntimeSettings};
+use crate::config::Config;
+use crate::telemetry::ResultLabels;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the proxy was started without a config file; nothing to reload")]
+    NoConfigFile,
+    #[error("config not reloaded, the previous one keeps serving: {0}")]
+    Invalid(String),
+}
+
+impl AppState {
+    /// Reload the config file: a bad config is refused and the running one keeps serving; a
+    /// good one swaps auth, backends and limits at once. Listen addresses are not rebound.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let _guard = self.inner.reload_lock.lock().await;
+        let result = self.try_reload();
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.metrics()
+            .config_reloads
+            .get_or_create(&ResultLabels {
+                result: label.to_string(),
+            })
+            .inc();
+        match &result {
+            Ok(()) => tracing::info!("config reloaded"),
+            Err(error) => tracing::error!(%error, "config reload failed"),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), ReloadError> {
+        let path: PathBuf = self
+            .config_path()
+            .cloned()
+            .ok_or(ReloadError::NoConfigFile)?;
+        let config = Config::load(&path).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let settings = RuntimeSettings::from_config(&config)
+            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let new = Runtime::build(settings, self.metrics().clone())
+            .map_err(|e| ReloadError::Invalid(format!("{e:#}")))?;
+        let old = self.runtime();
+        new.backends.inherit_health(&old.backends);
+        new.backends.start_probes();
+        if new.settings.tenants_dir != old.settings.tenants_dir
+            && let Some(dir) = new.settings.tenants_dir.clone()
+        {
+            tracing::info!(dir = %dir.display(), "tenant directory changed, restarting the tenant source");
+            let task = crate::tenant::source::spawn_file_source(dir, self.tenants().clone());
+            self.set_tenant_source(task);
+        }
+        self.inner.runtime.store(Arc::new(new));
+        Ok(())
+    }
+}

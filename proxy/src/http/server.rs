@@ -1,0 +1,234 @@
+//! Running the proxy: bind both listeners, start the tenant source and the backend probes,
+//! serve until shut down. [`start`] is what main.rs and the e2e harness call.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{AppState, RuntimeSettings, admin_router, api_router};
+use crate::config::Config;
+use crate::tenant::TenantStore;
+
+/// How long [`start`] waits for the tenant folder's first load before returning.
+const FIRST_LOAD_WAIT: Duration = Duration::from_secs(5);
+/// How long [`RunningProxy::shutdown`] lets in-flight requests finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of [`start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Reload the config file on SIGHUP (main.rs sets it; tests leave it off).
+    pub reload_on_sighup: bool,
+}
+
+/// A proxy serving in the background. Dropping it aborts everything; prefer
+/// [`RunningProxy::shutdown`] to let requests finish.
+pub struct RunningProxy {
+    /// Tenant-facing API listener (the bound address: port 0 is resolved).
+    pub api_addr: SocketAddr,
+    /// Admin listener (`/metrics`, `/debug/*`, `/-/reload`).
+    pub admin_addr: SocketAddr,
+    pub tenants: Arc<TenantStore>,
+    pub state: AppState,
+    shutdown: Option<watch::Sender<bool>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    sighup: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningProxy")
+            .field("api_addr", &self.api_addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningProxy {
+    /// `http://<api_addr>`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// `http://<admin_addr>`.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    /// Wait until `/-/ready` would answer 200 (tenants loaded, a backend probed healthy).
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.state.not_ready_reason() {
+                None => return Ok(()),
+                Some(reason) if tokio::time::Instant::now() >= deadline => return Err(reason),
+                Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Wait until the servers stop on their own (a listener error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        match self.server.as_mut() {
+            Some(server) => {
+                let result = server.await.context("server task failed");
+                self.server = None;
+                result?
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Stop accepting, let in-flight requests finish (up to 10 s), stop everything.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(task) = self.sighup.take() {
+            task.abort();
+        }
+        let Some(mut server) = self.server.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+            Ok(joined) => joined.context("server task failed")?,
+            Err(_) => {
+                server.abort();
+                tracing::warn!("in-flight requests did not finish in time; aborted");
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.server.take() {
+            task.abort();
+        }
+        if let Some(task) = self.sighup.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Start the proxy from `config` (listeners may use port 0). `config_path` is where
+/// `POST /-/reload` re-reads the config from; without it reloads are refused.
+pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<RunningProxy> {
+    start_with(config, config_path, StartOptions::default()).await
+}
+
+pub async fn start_with(
+    config: Config,
+    config_path: Option<PathBuf>,
+    options: StartOptions,
+) -> anyhow::Result<RunningProxy> {
+    crate::backend::install_crypto_provider();
+    let settings = RuntimeSettings::from_config(&config)?;
+    let api = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("can't listen on server.listen {}", config.server.listen))?;
+    let admin = TcpListener::bind(config.server.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "can't listen on server.admin_listen {}",
+                config.server.admin_listen
+            )
+        })?;
+    let api_addr = api.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let tenants = Arc::new(TenantStore::new());
+    let state = AppState::from_settings(settings, tenants.clone(), config_path)?;
+    if let Some(dir) = state.runtime().settings.tenants_dir.clone() {
+        let task = crate::tenant::source::spawn_file_source(dir, tenants.clone());
+        state.set_tenant_source(task);
+        wait_first_load(&tenants).await;
+    }
+    let (tx, mut rx) = watch::channel(false);
+    let server = tokio::spawn(serve(api, admin, state.clone(), async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
+    let sighup = if options.reload_on_sighup {
+        spawn_sighup(state.clone())
+    } else {
+        None
+    };
+    tracing::info!(%api_addr, %admin_addr, "proxy listening");
+    Ok(RunningProxy {
+        api_addr,
+        admin_addr,
+        tenants,
+        state,
+        shutdown: Some(tx),
+        server: Some(server),
+        sighup,
+    })
+}
+
+async fn wait_first_load(tenants: &TenantStore) {
+    let deadline = tokio::time::Instant::now() + FIRST_LOAD_WAIT;
+    while !tenants.snapshot().loaded {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("tenant folder not loaded yet; serving anyway (not ready)");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Serve the API router on `api` and the admin router on `admin` until `shutdown` resolves,
+/// then drain both.
+pub async fn serve(
+    api: TcpListener,
+    admin: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (tx, rx) = watch::channel(());
+    tokio::spawn(async move {
+        shutdown.await;
+        // Dropping the sender wakes every receiver.
+        drop(tx);
+    });
+    let stopped = |mut rx: watch::Receiver<()>| async move { while rx.changed().await.is_ok() {} };
+    let api_server =
+        axum::serve(api, api_router(state.clone())).with_graceful_shutdown(stopped(rx.clone()));
+    let admin_server = axum::serve(admin, admin_router(state)).with_graceful_shutdown(stopped(rx));
+    tokio::try_join!(
+        async { api_server.await.context("API listener failed") },
+        async { admin_server.await.context("admin listener failed") },
+    )?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn spawn_sighup(state: AppState) -> Option<JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "can't handle SIGHUP; reload with POST /-/reload");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            // The outcome is logged and counted by reload().
+            let _ = state.reload().await;
+        }
+    }))
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_state: AppState) -> Option<JoinHandle<()>> {
+    None
+}

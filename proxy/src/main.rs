@@ -1,0 +1,258 @@
+//! `prometheus-multi-tenant-proxy`: the command line. Subcommands `run` (default),
+//! `check-config` and `crd`; everything else lives in the `proxy` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use proxy::config::Config;
+use proxy::http::{RuntimeSettings, StartOptions};
+use proxy::telemetry::LogFormat;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Serve with a config file (tenants from the folder it names)
+  prometheus-multi-tenant-proxy --config ./config.yaml
+
+  # Same, on another API port, with readable logs
+  prometheus-multi-tenant-proxy --config ./config.yaml --port 9092 --log-format text run
+
+  # Validate a config and its tenant folder (exit 1 on any error)
+  prometheus-multi-tenant-proxy --config ./config.yaml check-config
+
+  # Print the MetricAccess CRD
+  prometheus-multi-tenant-proxy crd > metricaccess-crd.yaml
+
+  # Query as a tenant (header auth)
+  curl -H 'X-Tenant-Namespace: team-a' 'http://127.0.0.1:8080/api/v1/query?query=up'
+
+Reload the config with SIGHUP or `curl -X POST http://127.0.0.1:9091/-/reload`.";
+
+/// Multi-tenant read gateway for Prometheus: authenticates the tenant, rewrites every
+/// PromQL query and selector so it only touches the tenant's series (MetricAccess CRs), and
+/// sends it to a healthy infrastructure Prometheus.
+#[derive(Debug, Parser)]
+#[command(name = "prometheus-multi-tenant-proxy", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Config file (YAML).
+    #[arg(
+        long,
+        global = true,
+        env = "PMTP_CONFIG",
+        default_value = "/etc/prometheus-multi-tenant-proxy/config.yaml"
+    )]
+    config: PathBuf,
+
+    /// Port of the tenant-facing API listener (overrides server.listen's port).
+    #[arg(long, global = true)]
+    port: Option<u16>,
+
+    /// Log level; without it RUST_LOG is used, else info.
+    #[arg(long, global = true, value_enum)]
+    log_level: Option<LogLevel>,
+
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Json)]
+    log_format: LogFormatArg,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and admin listeners (the default).
+    Run,
+    /// Load the config and the tenant folder; print a summary, or every error and exit 1.
+    CheckConfig,
+    /// Print the MetricAccess CustomResourceDefinition YAML.
+    Crd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Json,
+    Text,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.as_ref().unwrap_or(&Command::Run) {
+        Command::Crd => {
+            print!("{}", proxy::tenant::crd::crd_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => check_config(&cli),
+        Command::Run => run(&cli),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(&cli.config)?;
+    if let Some(port) = cli.port {
+        config.server.listen.set_port(port);
+    }
+    Ok(config)
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let format = match cli.log_format {
+        LogFormatArg::Json => LogFormat::Json,
+        LogFormatArg::Text => LogFormat::Text,
+    };
+    proxy::telemetry::init_tracing(cli.log_level.map(LogLevel::as_str), format)?;
+    let config = load(cli)?;
+    let runtime = tokio::runtime::Runtime::new().context("can't start the Tokio runtime")?;
+    runtime.block_on(async {
+        let options = StartOptions {
+            reload_on_sighup: true,
+        };
+        let mut running =
+            proxy::http::start_with(config, Some(cli.config.clone()), options).await?;
+        tokio::select! {
+            result = running.wait() => {
+                result?;
+                anyhow::bail!("the server stopped unexpectedly");
+            }
+            () = terminated() => {
+                tracing::info!("shutting down");
+                running.shutdown().await?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let config = load(cli)?;
+    let settings = RuntimeSettings::from_config(&config)?;
+    let mut errors = Vec::new();
+    if let Err(error) = proxy::auth::Authenticator::new(&settings.auth) {
+        errors.push(error.to_string());
+    }
+    let metrics = std::sync::Arc::new(proxy::telemetry::Metrics::new());
+    if let Err(error) = proxy::backend::BackendPool::new(settings.backends.clone(), metrics) {
+        errors.push(error.to_string());
+    }
+    println!("config {}", cli.config.display());
+    println!(
+        "  listen {} (API), {} (admin)",
+        config.server.listen, config.server.admin_listen
+    );
+    let auth = match &settings.auth {
+        proxy::auth::AuthSettings::Header {
+            header,
+            query_param,
+        } => match query_param {
+            Some(param) => format!("header {header} or parameter {param}"),
+            None => format!("header {header}"),
+        },
+        proxy::auth::AuthSettings::Bearer { tokens } => format!("bearer ({} tokens)", tokens.len()),
+    };
+    println!("  auth: {auth}");
+    for (i, group) in settings.backends.groups.iter().enumerate() {
+        let role = if i == 0 { "reads" } else { "standby" };
+        println!(
+            "  backend group {} ({role}): {}",
+            group.name,
+            group.members.join(", ")
+        );
+    }
+    if let Some(dir) = &settings.tenants_dir {
+        let snapshot = proxy::tenant::source::load_dir(dir);
+        println!(
+            "tenants {}: {} valid, {} invalid",
+            dir.display(),
+            snapshot.tenants.len(),
+            snapshot.invalid.len()
+        );
+        for tenant in snapshot.tenants.values() {
+            let clauses = match tenant.policy.clauses.len() {
+                0 => "no metrics: every read is refused".to_string(),
+                1 => "1 clause".to_string(),
+                n => format!("{n} clauses"),
+            };
+            println!(
+                "  {}: {} ({clauses})",
+                tenant.namespace,
+                tenant.resources.join(", ")
+            );
+        }
+        for invalid in &snapshot.invalid {
+            let name = [invalid.namespace.as_deref(), invalid.name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut place = invalid
+                .file
+                .clone()
+                .unwrap_or_else(|| dir.display().to_string());
+            if !name.is_empty() {
+                place.push_str(&format!(": MetricAccess {name}"));
+            }
+            errors.push(format!("{place}: {}", invalid.error));
+        }
+    }
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for error in &errors {
+            eprintln!("error: {error}");
+        }
+        eprintln!("{} error(s)", errors.len());
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,18 @@
+//! Prometheus remote write 1.0: the `prompb` protobuf messages ([`proto`]) and the snappy wire
+//! codec ([`codec`]). Used by the e2e harness to seed infrastructure Prometheus, and by the proxy's
+//! ingest path.
+
+pub mod codec;
+pub mod proto;
+
+pub use codec::{
+    CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF, CodecError,
+    REMOTE_WRITE_VERSION, REMOTE_WRITE_VERSION_HEADER, decode_write_request, encode_write_request,
+};
+pub use proto::{
+    BucketSpan, Exemplar, Histogram, Label, MetricMetadata, ReadRequest, ReadResponse, Sample,
+    TimeSeries, WriteRequest,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,266 @@
+//! Logs and self metrics: the tracing subscriber (JSON or text, `EnvFilter`) and the proxy's
+//! own `/metrics` registry. Label sets stay bounded: routes are templates, tenants are only
+//! those in the store (else `unknown`), reasons are fixed strings.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log filter {filter:?}: {reason}")]
+    Filter { filter: String, reason: String },
+    #[error("a tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Install the global tracing subscriber. `level` (from `--log-level`) wins over `RUST_LOG`;
+/// with neither, `info`.
+pub fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), TelemetryError> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level).map_err(|e| TelemetryError::Filter {
+            filter: level.to_string(),
+            reason: e.to_string(),
+        })?,
+        None => match std::env::var("RUST_LOG") {
+            Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+                .map_err(|e| TelemetryError::Filter {
+                    filter: directives.clone(),
+                    reason: e.to_string(),
+                })?,
+            _ => EnvFilter::new("info"),
+        },
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|_| TelemetryError::AlreadyInstalled)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub group: String,
+    pub member: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub group: String,
+    pub member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+/// The proxy's own metrics (`pmtp_*`). One per running proxy, so tests don't share counters.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: HistogramFamily<RouteLabels>,
+    pub backend_requests: Family<BackendLabels, Counter>,
+    pub backend_up: Family<MemberLabels, Gauge>,
+    pub tenant_requests: Family<TenantLabels, Counter>,
+    pub rewrite_errors: Family<ReasonLabels, Counter>,
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    pub tenants: Family<StateLabels, Gauge>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub bad_requests: Family<ReasonLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration =
+            HistogramFamily::<RouteLabels>::new_with_constructor(duration_histogram);
+        let backend_requests = Family::<BackendLabels, Counter>::default();
+        let backend_up = Family::<MemberLabels, Gauge>::default();
+        let tenant_requests = Family::<TenantLabels, Counter>::default();
+        let rewrite_errors = Family::<ReasonLabels, Counter>::default();
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let tenants = Family::<StateLabels, Gauge>::default();
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        let bad_requests = Family::<ReasonLabels, Counter>::default();
+        // Counter names are registered without `_total`: the encoder appends it.
+        registry.register(
+            "pmtp_http_requests",
+            "HTTP requests answered, by route template, method and status code",
+            http_requests.clone(),
+        );
+        registry.register(
+            "pmtp_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
+            http_duration.clone(),
+        );
+        registry.register(
+            "pmtp_backend_requests",
+            "Requests sent to backend members, by outcome (ok, http_5xx, http_4xx, connect_error, timeout, error)",
+            backend_requests.clone(),
+        );
+        registry.register(
+            "pmtp_backend_up",
+            "1 if the last readiness probe of a backend member succeeded (or none ran yet)",
+            backend_up.clone(),
+        );
+        registry.register(
+            "pmtp_tenant_requests",
+            "Authenticated API requests per tenant",
+            tenant_requests.clone(),
+        );
+        registry.register(
+            "pmtp_rewrite_errors",
+            "Queries or selectors the enforcement refused, by reason",
+            rewrite_errors.clone(),
+        );
+        registry.register(
+            "pmtp_auth_failures",
+            "Requests refused by authentication, by reason",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "pmtp_tenants",
+            "Tenants in the store (valid) and MetricAccess resources refused (invalid)",
+            tenants.clone(),
+        );
+        registry.register(
+            "pmtp_config_reloads",
+            "Config reloads by result (success, failure)",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "pmtp_bad_requests",
+            "Requests refused before enforcement (parameters, body), by reason",
+            bad_requests.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            backend_requests,
+            backend_up,
+            tenant_requests,
+            rewrite_errors,
+            auth_failures,
+            tenants,
+            config_reloads,
+            bad_requests,
+        }
+    }
+
+    /// OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String can't fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn inc_reason(family: &Family<ReasonLabels, Counter>, reason: &str) {
+        family
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_pmtp_prefixed_and_encoded() {
+        let metrics = Metrics::new();
+        metrics
+            .http_requests
+            .get_or_create(&HttpLabels {
+                route: "/api/v1/query".into(),
+                method: "GET".into(),
+                code: "200".into(),
+            })
+            .inc();
+        Metrics::inc_reason(&metrics.auth_failures, "missing");
+        metrics
+            .http_duration
+            .get_or_create(&RouteLabels {
+                route: "/api/v1/query".into(),
+            })
+            .observe(0.2);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "pmtp_http_requests_total{route=\"/api/v1/query\",method=\"GET\",code=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("pmtp_auth_failures_total{reason=\"missing\"} 1"));
+        assert!(text.contains("pmtp_http_request_duration_seconds_bucket"));
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}
