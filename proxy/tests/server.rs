@@ -232,3 +232,78 @@ async fn reload_refuses_a_bad_config_and_applies_a_good_one() {
     assert!(metrics.contains("pmtp_config_reloads_total{result=\"success\"} 1"));
     running.shutdown().await.unwrap();
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_config() {
+    let first = fake("first").await;
+    let second = fake("second").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_setup(dir.path(), &first.url);
+    let mut config = proxy::config::Config::load(&path).unwrap();
+    config.server.listen.set_port(0);
+    config.server.admin_listen.set_port(0);
+    let options = proxy::http::StartOptions {
+        reload_on_sighup: true,
+    };
+    let running = proxy::http::start_with(config, Some(path.clone()), options)
+        .await
+        .unwrap();
+    running.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let as_team_a = Some(("X-Tenant-Namespace", "team-a"));
+    assert!(query(&running, as_team_a).await.1.contains("first"));
+
+    std::fs::write(&path, config_text(&second.url, HEADER_AUTH)).unwrap();
+    // The handler is installed by start_with, so SIGHUP can't kill the test process.
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = query(&running, as_team_a).await;
+        if status == 200 && body.contains("second") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reload: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dropping_the_proxy_stops_serving_even_kept_alive_connections() {
+    let upstream = fake("one").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_setup(dir.path(), &upstream.url);
+    let running = start(&path).await;
+    let url = format!("{}/api/v1/query?query=up", running.api_url());
+    // One client: its pooled keep-alive connection outlives the accept loop.
+    let client = client();
+    let first = client
+        .get(&url)
+        .header("X-Tenant-Namespace", "team-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    first.text().await.unwrap();
+    drop(running);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = client
+            .get(&url)
+            .header("X-Tenant-Namespace", "team-a")
+            .send()
+            .await;
+        if again.is_err() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still served after drop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -163,6 +163,18 @@ impl BackendPool {
         }
     }
 
+    /// Stop the probe tasks (also done when the pool drops).
+    pub fn stop_probes(&self) {
+        for probe in self
+            .probes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            probe.abort();
+        }
+    }
+
     /// Carry the health of members that also exist in `old` over (config reload).
     pub fn inherit_health(&self, old: &BackendPool) {
         for (group, member) in self.members() {

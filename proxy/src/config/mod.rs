@@ -304,7 +304,8 @@ impl Config {
     /// Every semantic problem, each naming its key.
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if self.server.listen == self.server.admin_listen {
+        // Port 0 (pick any) is fine for both, as tests do.
+        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             p.push("server.admin_listen: must differ from server.listen (the admin listener shows every tenant)".into());
         }
         if self.tenants.source == TenantSourceKind::File

@@ -21,6 +21,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    if !state.runtime().settings.metrics_enabled {
+        return ApiError::not_found("metrics are disabled (proxy.enable_metrics: false)")
+            .into_response();
+    }
     let metrics = state.metrics();
     // Gauges that mirror current state are set at scrape time, so members and tenants
     // removed by a reload disappear instead of going stale.

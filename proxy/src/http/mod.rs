@@ -154,6 +154,21 @@ impl AppState {
         }
     }
 
+    /// Stop the background tasks (tenant source, backend probes): the proxy is going away.
+    /// Requests still in flight keep working with the last known state.
+    pub fn stop_background(&self) {
+        if let Some(task) = self
+            .inner
+            .source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        self.runtime().backends.stop_probes();
+    }
+
     /// Why the proxy is not ready, if it isn't: tenants not loaded or no healthy backend.
     pub fn not_ready_reason(&self) -> Option<String> {
         if !self.inner.tenants.snapshot().loaded {

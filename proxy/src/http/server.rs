@@ -94,6 +94,7 @@ impl RunningProxy {
         if let Some(task) = self.sighup.take() {
             task.abort();
         }
+        self.state.stop_background();
         let Some(mut server) = self.server.take() else {
             return Ok(());
         };
@@ -110,6 +111,12 @@ impl RunningProxy {
 
 impl Drop for RunningProxy {
     fn drop(&mut self) {
+        // Signal first: open connections are served by their own tasks, which only the
+        // graceful-shutdown signal closes (aborting the accept loop does not).
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        self.state.stop_background();
         if let Some(task) = self.server.take() {
             task.abort();
         }

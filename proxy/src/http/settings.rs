@@ -20,6 +20,8 @@ pub struct RuntimeSettings {
     pub max_query_depth: usize,
     /// `proxy.enable_request_logging`: one info line per request.
     pub request_logging: bool,
+    /// `proxy.enable_metrics`: serve `/metrics` on the admin listener.
+    pub metrics_enabled: bool,
     /// Tenant folder (file source), already resolved against the config file's folder.
     pub tenants_dir: Option<PathBuf>,
 }
@@ -84,6 +86,7 @@ impl RuntimeSettings {
             max_query_bytes: config.proxy.max_query_bytes,
             max_query_depth: config.proxy.max_query_depth,
             request_logging: config.proxy.enable_request_logging,
+            metrics_enabled: config.proxy.enable_metrics,
             tenants_dir,
         })
     }

@@ -206,3 +206,18 @@ async fn admin_endpoints_show_state_and_metrics() {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(answer.body.contains("tenants"));
 }
+
+#[tokio::test]
+async fn metrics_can_be_disabled() {
+    let upstream = FakeUpstream::start().await;
+    let mut settings = settings(vec![upstream.url.clone()], header_auth());
+    settings.metrics_enabled = false;
+    let state = AppState::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
+    let answer = call(
+        admin_router(state),
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(answer.body.contains("enable_metrics"));
+}

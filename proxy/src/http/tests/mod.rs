@@ -183,6 +183,7 @@ pub(crate) fn settings(members: Vec<String>, auth: AuthSettings) -> RuntimeSetti
         max_query_bytes: 64 * 1024,
         max_query_depth: 100,
         request_logging: false,
+        metrics_enabled: true,
         tenants_dir: None,
     }
 }

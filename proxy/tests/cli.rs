@@ -1,0 +1,96 @@
+//! The command line: `--help`, `crd`, `check-config` (exit codes and what it prints).
+
+use std::path::Path;
+use std::process::Command;
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_prometheus-multi-tenant-proxy"));
+    command.env_remove("PMTP_CONFIG").env_remove("RUST_LOG");
+    command
+}
+
+fn write_config(dir: &Path, tenant_yaml: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("tenants")).unwrap();
+    std::fs::write(dir.join("tenants/t.yaml"), tenant_yaml).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        "server: { listen: \"127.0.0.1:1\", admin_listen: \"127.0.0.1:2\" }\n\
+         backends: { groups: [ { name: infra, members: [\"http://127.0.0.1:9\"] } ] }\n",
+    )
+    .unwrap();
+    path
+}
+
+const GOOD: &str = "apiVersion: observability.ethos.io/v1alpha1\nkind: MetricAccess\n\
+metadata: { name: reads, namespace: team-a }\nspec: { metrics: [up] }\n";
+const BAD: &str = "apiVersion: observability.ethos.io/v1alpha1\nkind: MetricAccess\n\
+metadata: { name: broken, namespace: team-b }\nspec: { metrics: [\"{job=\"] }\n";
+
+#[test]
+fn help_shows_examples() {
+    let out = binary().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "check-config",
+        "crd",
+        "--config",
+        "PMTP_CONFIG",
+        "Examples:",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn crd_prints_the_custom_resource_definition() {
+    let out = binary().arg("crd").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("kind: CustomResourceDefinition"));
+    assert!(text.contains("metricaccesses.observability.ethos.io"));
+}
+
+#[test]
+fn check_config_summarises_a_good_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), GOOD);
+    let out = binary()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("1 valid, 0 invalid"), "{stdout}");
+    assert!(stdout.contains("team-a: reads"), "{stdout}");
+    assert!(stdout.contains("http://127.0.0.1:9"), "{stdout}");
+}
+
+#[test]
+fn check_config_reports_every_error_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), BAD);
+    let out = binary()
+        .env("PMTP_CONFIG", &config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("team-b/broken"), "{stderr}");
+
+    // A config that doesn't parse names the file.
+    std::fs::write(&config, "server: { listen: nope }\n").unwrap();
+    let out = binary()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("config.yaml"), "{stderr}");
+}
