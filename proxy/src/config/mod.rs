@@ -6,6 +6,8 @@ mod duration;
 mod error;
 #[cfg(test)]
 mod tests;
+mod validate;
+pub(crate) mod yaml;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -276,7 +278,7 @@ impl Config {
         } else {
             serde_saphyr::from_str(text).map_err(|e| error::from_yaml_error(&e, text, origin))?
         };
-        let problems = config.problems();
+        let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -300,126 +302,4 @@ impl Config {
             }
         }
     }
-
-    /// Every semantic problem, each naming its key.
-    fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        // Port 0 (pick any) is fine for both, as tests do.
-        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
-            p.push("server.admin_listen: must differ from server.listen (the admin listener shows every tenant)".into());
-        }
-        if self.tenants.source == TenantSourceKind::File
-            && self.tenants.directory.as_os_str().is_empty()
-        {
-            p.push("tenants.directory: required with tenants.source: file".into());
-        }
-        if !self.tenants.watch_all_namespaces && self.tenants.namespaces.is_empty() {
-            p.push("tenants.namespaces: list the namespaces to watch, or set watch_all_namespaces: true".into());
-        }
-        for (key, d) in [
-            ("proxy.backend_timeout", self.proxy.backend_timeout),
-            ("backends.probe_interval", self.backends.probe_interval),
-            ("backends.probe_timeout", self.backends.probe_timeout),
-            (
-                "discovery.refresh_interval",
-                self.discovery.refresh_interval,
-            ),
-            (
-                "remote_write.collection_interval",
-                self.remote_write.collection_interval,
-            ),
-        ] {
-            if d.is_zero() {
-                p.push(format!("{key}: must be greater than 0"));
-            }
-        }
-        for (key, n) in [
-            (
-                "proxy.max_concurrent_requests",
-                self.proxy.max_concurrent_requests,
-            ),
-            ("proxy.max_query_bytes", self.proxy.max_query_bytes),
-            ("proxy.max_query_depth", self.proxy.max_query_depth),
-            ("proxy.max_body_bytes", self.proxy.max_body_bytes),
-            ("remote_write.batch_size", self.remote_write.batch_size),
-        ] {
-            if n == 0 {
-                p.push(format!("{key}: must be greater than 0"));
-            }
-        }
-        if self.remote_write.enabled
-            && self.remote_write.collection_interval < Duration::from_secs(5)
-        {
-            p.push("remote_write.collection_interval: must be at least 5s".into());
-        }
-        if self.tenants.source == TenantSourceKind::File && self.backends.groups.is_empty() {
-            p.push(
-                "backends.groups: at least one group with one member is required in file mode"
-                    .into(),
-            );
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for (i, g) in self.backends.groups.iter().enumerate() {
-            if g.name.is_empty() {
-                p.push(format!("backends.groups[{i}].name: must not be empty"));
-            } else if !names.insert(&g.name) {
-                p.push(format!(
-                    "backends.groups[{i}].name: duplicate group {:?}",
-                    g.name
-                ));
-            }
-            if g.members.is_empty() {
-                p.push(format!(
-                    "backends.groups[{i}].members: at least one member URL is required"
-                ));
-            }
-            for (j, m) in g.members.iter().enumerate() {
-                if let Err(e) = check_member_url(m) {
-                    p.push(format!("backends.groups[{i}].members[{j}]: {e}"));
-                }
-            }
-        }
-        if self.auth.header.name.is_empty()
-            || http::HeaderName::from_bytes(self.auth.header.name.as_bytes()).is_err()
-        {
-            p.push(format!(
-                "auth.header.name: {:?} is not a valid header name",
-                self.auth.header.name
-            ));
-        }
-        if self.auth.mode == AuthMode::Bearer && self.auth.bearer.tokens.is_empty() {
-            p.push("auth.bearer.tokens: bearer mode needs at least one token".into());
-        }
-        for (i, t) in self.auth.bearer.tokens.iter().enumerate() {
-            if let Err(e) = crate::tenant::validate_tenant_id(&t.tenant) {
-                p.push(format!("auth.bearer.tokens[{i}].tenant: {e}"));
-            }
-            match (&t.sha256, &t.token_file) {
-                (Some(h), None) => {
-                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        p.push(format!("auth.bearer.tokens[{i}].sha256: must be 64 hex digits (printf %s \"$TOKEN\" | sha256sum)"));
-                    }
-                }
-                (None, Some(_)) => {}
-                _ => p.push(format!(
-                    "auth.bearer.tokens[{i}]: set exactly one of sha256 or token_file"
-                )),
-            }
-        }
-        p
-    }
-}
-
-fn check_member_url(m: &str) -> Result<(), String> {
-    let rest = m
-        .strip_prefix("http://")
-        .or_else(|| m.strip_prefix("https://"))
-        .ok_or_else(|| format!("{m:?} must start with http:// or https://"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("{m:?} has no host"));
-    }
-    if m.parse::<http::Uri>().is_err() {
-        return Err(format!("{m:?} is not a valid URL"));
-    }
-    Ok(())
 }

@@ -155,3 +155,121 @@ fn durations() {
     }
     assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
 }
+
+#[test]
+fn more_semantic_checks() {
+    let text = r#"
+server: {listen: "0.0.0.0:9000", admin_listen: "127.0.0.1:9000"}
+discovery:
+  kubernetes: {namespaces: [Monitoring], port: "-web", resource_types: []}
+tenants: {watch_all_namespaces: false, namespaces: [team-a, "team_b"]}
+proxy: {enable_caching: true, cache_ttl: 0s}
+backends:
+  probe_interval: 1s
+  probe_timeout: 2s
+  groups:
+    - name: infra
+      members: ["http://127.0.0.1:9090", "http://127.0.0.1:9090/"]
+auth:
+  header: {query_param: ""}
+  bearer:
+    tokens:
+      - {tenant: a, sha256: "0000000000000000000000000000000000000000000000000000000000000000"}
+      - {tenant: b, sha256: "0000000000000000000000000000000000000000000000000000000000000000"}
+"#;
+    let e = Config::from_yaml(text, "c.yaml").unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &e else {
+        panic!("{e}")
+    };
+    let all = problems.join("\n");
+    for needle in [
+        "server.admin_listen: must differ",
+        "discovery.kubernetes.namespaces[0]: \"Monitoring\" is not a namespace name",
+        "discovery.kubernetes.port: \"-web\" is neither",
+        "discovery.kubernetes.resource_types: list at least one",
+        "tenants.namespaces[1]: \"team_b\"",
+        "proxy.cache_ttl: must be greater than 0 when enable_caching",
+        "backends.groups[0].members[1]: \"http://127.0.0.1:9090/\" is listed twice",
+        "auth.header.query_param: must not be empty",
+        "auth.bearer.tokens[1].sha256: the same token is also given to tenant \"a\"",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    assert_eq!(problems.len(), 9, "{all}");
+    // The Display lists them all, one per line.
+    assert_eq!(e.to_string().lines().count(), 10, "{e}");
+}
+
+#[test]
+fn ports_and_namespaces_that_are_fine() {
+    let text = format!(
+        "discovery:\n  kubernetes: {{namespaces: [monitoring], port: http-metrics}}\n{}",
+        minimal()
+    );
+    Config::from_yaml(&text, "c.yaml").unwrap();
+    let text = format!("discovery:\n  kubernetes: {{port: \"0\"}}\n{}", minimal());
+    let e = Config::from_yaml(&text, "c.yaml").unwrap_err().to_string();
+    assert!(e.contains("\"0\" is not a port number"), "{e}");
+}
+
+#[test]
+fn nested_unknown_keys_name_their_path() {
+    let text = "backends:\n  groups:\n    - name: infra\n      memberz: []\n";
+    let e = Config::from_yaml(text, "c.yaml").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "c.yaml:4:7: key `backends.groups.memberz`: unknown field `memberz`, expected one of name, members"
+    );
+    let e = Config::from_yaml("proxy: [\n", "c.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("c.yaml:1:"), "{e}");
+}
+
+#[test]
+fn token_files_resolve_against_the_config_folder_and_overrides_revalidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let text = format!(
+        "auth:\n  mode: bearer\n  bearer:\n    tokens:\n      - {{tenant: a, token_file: secrets/a}}\n      - {{tenant: b, token_file: /abs/b}}\n{}",
+        minimal()
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut c = Config::load(&path).unwrap();
+    let files: Vec<_> = c
+        .auth
+        .bearer
+        .tokens
+        .iter()
+        .map(|t| t.token_file.clone().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [dir.path().join("secrets/a"), PathBuf::from("/abs/b")]
+    );
+    assert!(c.validate().is_empty());
+    c.server.listen.set_port(c.server.admin_listen.port());
+    c.server.listen.set_ip(c.server.admin_listen.ip());
+    assert_eq!(c.validate().len(), 1, "{:?}", c.validate());
+}
+
+#[test]
+fn every_section_has_a_default() {
+    let c = Config::default();
+    assert_eq!(c.backends.probe_interval, Duration::from_secs(5));
+    assert_eq!(c.backends.probe_timeout, Duration::from_secs(2));
+    assert_eq!(c.proxy.cache_ttl, Duration::from_secs(300));
+    assert!(!c.proxy.enable_caching && c.proxy.enable_metrics);
+    assert_eq!(c.tenants.directory, PathBuf::from("./tenants"));
+    assert!(c.tenants.watch_all_namespaces);
+    assert_eq!(KubernetesDiscovery::default().port, "9090");
+    assert_eq!(
+        KubernetesDiscovery::default().resource_types,
+        [ResourceType::Pod]
+    );
+    // Only the missing backend group keeps the defaults from being a usable config.
+    assert_eq!(
+        c.validate(),
+        ["backends.groups: at least one group with one member is required in file mode"]
+    );
+}

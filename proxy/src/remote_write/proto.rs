@@ -87,6 +87,9 @@ pub struct Histogram {
     pub reset_hint: i32,
     #[prost(int64, tag = "15")]
     pub timestamp: i64,
+    /// Bucket upper bounds of custom-bucket native histograms (schema -53).
+    #[prost(double, repeated, tag = "16")]
+    pub custom_values: Vec<f64>,
 }
 
 /// Nested types of [`Histogram`].

@@ -2,7 +2,10 @@
 
 use prost::Message;
 
-use super::proto::{histogram, metric_metadata};
+use super::proto::{
+    LabelMatcher, Query, QueryResult, ReadHints, histogram, label_matcher, metric_metadata,
+    read_request,
+};
 use super::*;
 
 fn label(name: &str, value: &str) -> Label {
@@ -62,6 +65,7 @@ fn sample_request() -> WriteRequest {
                         positive_counts: vec![],
                         reset_hint: histogram::ResetHint::No as i32,
                         timestamp: 1_700_000_000_000,
+                        custom_values: vec![],
                     },
                     Histogram {
                         count: Some(histogram::Count::CountFloat(7.5)),
@@ -80,6 +84,7 @@ fn sample_request() -> WriteRequest {
                         positive_counts: vec![4.0, 3.0],
                         reset_hint: histogram::ResetHint::Gauge as i32,
                         timestamp: 1_700_000_015_000,
+                        custom_values: vec![0.1, 1.0],
                     },
                 ],
             },
@@ -173,4 +178,42 @@ fn garbage_is_an_error() {
         decode_write_request(&bad, 1 << 20),
         Err(CodecError::Protobuf(_))
     ));
+}
+
+#[test]
+fn remote_read_messages_round_trip() {
+    let req = ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: 1,
+            end_timestamp_ms: 2,
+            matchers: vec![LabelMatcher {
+                r#type: label_matcher::Type::Nre as i32,
+                name: "job".into(),
+                value: "a.*".into(),
+            }],
+            hints: Some(ReadHints {
+                step_ms: 15_000,
+                func: "rate".into(),
+                start_ms: 1,
+                end_ms: 2,
+                grouping: vec!["namespace".into()],
+                by: true,
+                range_ms: 300_000,
+            }),
+        }],
+        accepted_response_types: vec![read_request::ResponseType::StreamedXorChunks as i32],
+    };
+    assert_eq!(
+        ReadRequest::decode(req.encode_to_vec().as_slice()).unwrap(),
+        req
+    );
+    let resp = ReadResponse {
+        results: vec![QueryResult {
+            timeseries: sample_request().timeseries,
+        }],
+    };
+    assert_eq!(
+        ReadResponse::decode(resp.encode_to_vec().as_slice()).unwrap(),
+        resp
+    );
 }

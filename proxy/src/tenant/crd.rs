@@ -8,12 +8,15 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod validate;
+
 /// What a tenant (the CR's namespace) may read, and where its series are copied.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "observability.ethos.io",
     version = "v1alpha1",
     kind = "MetricAccess",
+    doc = "Which series a tenant (the CR's namespace) may read through the proxy, and where the collector copies them.",
     plural = "metricaccesses",
     shortname = "ma",
     namespaced,
@@ -218,59 +221,6 @@ pub fn crd_yaml() -> String {
         Ok(yaml) => yaml,
         // Serializing a value built from our own types cannot fail in practice; say so if it does.
         Err(e) => format!("# failed to render the CRD: {e}\n"),
-    }
-}
-
-impl MetricAccessSpec {
-    /// What the schema cannot say: each problem as a message naming its field.
-    pub fn validate(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        let Some(rw) = &self.remote_write else {
-            return p;
-        };
-        if rw.enabled {
-            match rw.interval.as_deref().map(crate::config::parse_duration) {
-                None => {}
-                Some(Err(e)) => p.push(format!("spec.remoteWrite.interval: {e}")),
-                Some(Ok(d)) if d < std::time::Duration::from_secs(5) => {
-                    p.push("spec.remoteWrite.interval: must be at least 5s".into())
-                }
-                Some(Ok(_)) => {}
-            }
-            let present = match rw.target.kind {
-                TargetType::Prometheus => rw.prometheus.is_some(),
-                TargetType::Pushgateway => rw.pushgateway.is_some(),
-                TargetType::RemoteWrite => rw.remote_write.is_some(),
-            };
-            if !present {
-                p.push(format!(
-                    "spec.remoteWrite: target.type {:?} needs its block (spec.remoteWrite.{})",
-                    rw.target.kind,
-                    match rw.target.kind {
-                        TargetType::Prometheus => "prometheus",
-                        TargetType::Pushgateway => "pushgateway",
-                        TargetType::RemoteWrite => "remoteWrite",
-                    }
-                ));
-            }
-            if let Some(pt) = &rw.prometheus
-                && pt.replicas.is_some() != pt.stateful_set_name.is_some()
-            {
-                p.push(
-                    "spec.remoteWrite.prometheus: replicas and statefulSetName go together".into(),
-                );
-            }
-        }
-        for (i, r) in rw.metric_relabelings.iter().enumerate() {
-            if let Some(re) = &r.regex
-                && let Err(e) = regex::Regex::new(&format!("^(?:{re})$"))
-            {
-                p.push(format!(
-                    "spec.remoteWrite.metricRelabelings[{i}].regex: {e}"
-                ));
-            }
-        }
-        p
     }
 }
 

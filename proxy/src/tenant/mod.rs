@@ -33,3 +33,26 @@ pub fn validate_tenant_id(id: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::validate_tenant_id;
+
+    #[test]
+    fn tenant_ids_follow_mimir() {
+        for ok in ["team-a", "a.b_c", "A1!*'()", &"x".repeat(150)] {
+            assert_eq!(validate_tenant_id(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("a|b", "holds '|'"),
+            ("a/b", "holds '/'"),
+            ("..", "not allowed"),
+            ("é", "holds 'é'"),
+        ] {
+            let e = validate_tenant_id(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(validate_tenant_id(&"x".repeat(151)).is_err());
+    }
+}
