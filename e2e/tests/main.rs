@@ -7,6 +7,7 @@
 
 mod backends;
 mod bad_input;
+mod binary;
 mod isolation;
 mod oracle;
 mod support;
@@ -31,11 +32,12 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 4] = [
+    let suites: [Suite; 5] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
         ("backends", backends::cases),
+        ("binary", binary::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {
