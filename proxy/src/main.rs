@@ -120,6 +120,11 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load(&cli.config)?;
     if let Some(port) = cli.port {
         config.server.listen.set_port(port);
+        // The override can clash with the admin listener: say so before binding.
+        let problems = config.validate();
+        if !problems.is_empty() {
+            anyhow::bail!("--port {port}: {}", problems.join("; "));
+        }
     }
     Ok(config)
 }

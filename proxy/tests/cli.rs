@@ -94,3 +94,21 @@ fn check_config_reports_every_error_and_fails() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("config.yaml"), "{stderr}");
 }
+
+#[test]
+fn port_override_that_clashes_with_the_admin_listener_is_refused_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), GOOD);
+    let out = binary()
+        .arg("--config")
+        .arg(&config)
+        .args(["--port", "2", "check-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--port 2") && err.contains("admin_listen"),
+        "{err}"
+    );
+}
