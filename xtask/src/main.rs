@@ -1,0 +1,67 @@
+//! `cargo xtask`: developer tasks for this workspace — installing the external tools the tests
+//! need (Prometheus, Pushgateway), running the test suite with them, and running a local lab
+//! (workload + two infra Prometheus + the proxy) as detached processes.
+
+mod http;
+mod lab;
+mod pidfile;
+mod procs;
+mod render;
+mod test_cmd;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Developer tasks for prometheus-multi-tenant-proxy.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Make `prometheus` and `prometheus-pushgateway` available in target/tools/bin.
+    ///
+    /// Order: already there → on PATH (symlinked) → `apt-get download` + `dpkg -x` (Debian/Ubuntu)
+    /// → the official linux-amd64 release archive, verified against a pinned SHA-256.
+    Tools(tools::ToolsArgs),
+    /// Build the binaries and run `cargo test --workspace` with PROMETHEUS_BIN, PUSHGATEWAY_BIN
+    /// and PROXY_BIN exported. Extra arguments after `--` go to `cargo test`.
+    Test(test_cmd::TestArgs),
+    /// Start the local lab (workload, infra Prometheus ×2, proxy) detached and wait until it works.
+    Up(lab::UpArgs),
+    /// Stop every lab process (SIGTERM, then SIGKILL after 10s) and remove the pidfiles.
+    Down,
+    /// Show each lab process: pid, alive, ready, URL. Exits 1 if one is dead or not ready.
+    Status,
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.cmd {
+        Cmd::Tools(args) => tools::run(&root, &args).map(|_| 0),
+        Cmd::Test(args) => test_cmd::run(&root, &args),
+        Cmd::Up(args) => lab::up(&root, &args).map(|_| 0),
+        Cmd::Down => lab::down(&root).map(|_| 0),
+        Cmd::Status => lab::status(&root).map(|_| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
