@@ -207,6 +207,9 @@ fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
         proxy::auth::AuthSettings::Bearer { tokens } => format!("bearer ({} tokens)", tokens.len()),
     };
     println!("  auth: {auth}");
+    for warning in config.unimplemented_settings() {
+        println!("  warning: {warning}");
+    }
     for (i, group) in settings.backends.groups.iter().enumerate() {
         let role = if i == 0 { "reads" } else { "standby" };
         println!(

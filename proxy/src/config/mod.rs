@@ -258,6 +258,24 @@ pub struct BearerToken {
 }
 
 impl Config {
+    /// Keys accepted for compatibility with the Go proxy whose feature is not built yet: the
+    /// proxy warns about each at start (and `check-config` lists them) instead of ignoring them.
+    pub fn unimplemented_settings(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.proxy.enable_caching {
+            out.push(
+                "proxy.enable_caching: answers are not cached yet; every query goes to a backend",
+            );
+        }
+        if self.remote_write.enabled {
+            out.push("remote_write.enabled: the collector is not built yet; no series are copied");
+        }
+        if self.discovery.kubernetes.is_some() {
+            out.push("discovery.kubernetes: Kubernetes discovery is not built yet; backends come from backends.groups");
+        }
+        out
+    }
+
     /// Read, parse and validate a config file. Relative paths in it resolve against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {

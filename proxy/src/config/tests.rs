@@ -273,3 +273,19 @@ fn every_section_has_a_default() {
         ["backends.groups: at least one group with one member is required in file mode"]
     );
 }
+
+#[test]
+fn accepted_but_unbuilt_settings_are_named() {
+    let c = Config::from_yaml(minimal(), "c.yaml").unwrap();
+    assert!(c.unimplemented_settings().is_empty());
+    let text = format!(
+        "{}proxy:\n  enable_caching: true\nremote_write:\n  enabled: true\n",
+        minimal()
+    );
+    let c = Config::from_yaml(&text, "c.yaml").unwrap();
+    let warned = c.unimplemented_settings().join("\n");
+    assert!(
+        warned.contains("proxy.enable_caching") && warned.contains("remote_write.enabled"),
+        "{warned}"
+    );
+}

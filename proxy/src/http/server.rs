@@ -138,6 +138,9 @@ pub async fn start_with(
     options: StartOptions,
 ) -> anyhow::Result<RunningProxy> {
     crate::backend::install_crypto_provider();
+    for warning in config.unimplemented_settings() {
+        tracing::warn!("{warning}");
+    }
     let settings = RuntimeSettings::from_config(&config)?;
     let api = TcpListener::bind(config.server.listen)
         .await
