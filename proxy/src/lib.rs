@@ -10,15 +10,19 @@
 //! - [`auth`]: request → tenant (`header`, `bearer`).
 //! - [`http`]: the tenant-facing Prometheus API router and the admin listener.
 //! - [`remote_write`]: remote-write protobuf types and the snappy codec.
+//! - [`relabel`]: the Prometheus relabel engine (`metricRelabelings`): compile once, apply
+//!   per series, Go regex semantics.
 //! - [`telemetry`]: tracing setup and the proxy's own `/metrics`.
 //! - [`error`]: the one error type → Prometheus error envelope mapping.
 
 pub mod auth;
 pub mod backend;
+pub mod collector;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod promql;
+pub mod relabel;
 pub mod remote_write;
 pub mod telemetry;
 pub mod tenant;

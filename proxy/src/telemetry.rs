@@ -103,6 +103,36 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// One collector job (a `MetricAccess`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub namespace: String,
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CycleLabels {
+    pub namespace: String,
+    pub resource: String,
+    pub outcome: String,
+}
+
+/// One endpoint of a collector job (a replica, a Pushgateway group, a URL).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub namespace: String,
+    pub resource: String,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointOutcomeLabels {
+    pub namespace: String,
+    pub resource: String,
+    pub target: String,
+    pub outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -125,6 +155,71 @@ pub struct Metrics {
     pub tenants: Family<StateLabels, Gauge>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub bad_requests: Family<ReasonLabels, Counter>,
+    pub collector: CollectorMetrics,
+}
+
+/// The collector's families (`pmtp_collector_*`), bounded by CRs × endpoints.
+#[derive(Debug, Default)]
+pub struct CollectorMetrics {
+    pub cycles: Family<CycleLabels, Counter>,
+    pub series_collected: Family<ResourceLabels, Counter>,
+    pub samples_collected: Family<ResourceLabels, Counter>,
+    pub stale_markers: Family<ResourceLabels, Counter>,
+    pub last_success: Family<ResourceLabels, Gauge>,
+    pub requests: Family<EndpointOutcomeLabels, Counter>,
+    pub samples_written: Family<EndpointLabels, Counter>,
+    pub dropped_requests: Family<EndpointOutcomeLabels, Counter>,
+    pub queue_depth: Family<EndpointLabels, Gauge>,
+}
+
+impl CollectorMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "pmtp_collector_cycles",
+            "Collection cycles per MetricAccess, by outcome (ok, read_error, skipped)",
+            self.cycles.clone(),
+        );
+        registry.register(
+            "pmtp_collector_series_collected",
+            "Series read from infrastructure Prometheus per MetricAccess (summed over cycles)",
+            self.series_collected.clone(),
+        );
+        registry.register(
+            "pmtp_collector_samples_collected",
+            "Samples read from infrastructure Prometheus per MetricAccess",
+            self.samples_collected.clone(),
+        );
+        registry.register(
+            "pmtp_collector_stale_markers",
+            "Staleness markers written for series that vanished",
+            self.stale_markers.clone(),
+        );
+        registry.register(
+            "pmtp_collector_last_success_timestamp_seconds",
+            "End of the last window collected successfully per MetricAccess (Unix seconds)",
+            self.last_success.clone(),
+        );
+        registry.register(
+            "pmtp_collector_requests",
+            "Write requests to tenant targets, by outcome (ok, retry, rejected)",
+            self.requests.clone(),
+        );
+        registry.register(
+            "pmtp_collector_samples_written",
+            "Samples accepted by a tenant target",
+            self.samples_written.clone(),
+        );
+        registry.register(
+            "pmtp_collector_dropped_requests",
+            "Encoded requests given up, by reason (queue_full, rejected, superseded)",
+            self.dropped_requests.clone(),
+        );
+        registry.register(
+            "pmtp_collector_queue_depth",
+            "Encoded requests waiting for a tenant target",
+            self.queue_depth.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -198,8 +293,11 @@ impl Metrics {
             "Requests refused before enforcement (parameters, body), by reason",
             bad_requests.clone(),
         );
+        let collector = CollectorMetrics::default();
+        collector.register(&mut registry);
         Self {
             registry,
+            collector,
             http_requests,
             http_duration,
             backend_requests,

@@ -242,6 +242,25 @@ impl BackendPool {
             .inc();
     }
 
+    /// The read group's routable members in round-robin order (the next one first), for
+    /// callers that speak another protocol to them (the collector's remote read).
+    pub fn routable_read_members(&self) -> Vec<Arc<Member>> {
+        let Some(group) = self.groups.first() else {
+            return Vec::new();
+        };
+        let n = group.members.len();
+        let start = group.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| group.members[(start + i) % n].clone())
+            .filter(|m| m.is_routable())
+            .collect()
+    }
+
+    /// The pool's HTTP client (rustls, connection pooling).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Send `request` to the read group: round robin over routable members, each tried at
     /// most once, failing over on connection errors, timeouts and 5xx.
     pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, ApiError> {

@@ -160,13 +160,59 @@ impl Default for ProxyConfig {
     }
 }
 
+/// The collector (DESIGN §5): copies each `MetricAccess` with `remoteWrite.enabled` from
+/// infrastructure Prometheus to the tenant's own targets.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RemoteWriteConfig {
+    /// Run the collector at all (the Go proxy's key).
     pub enabled: bool,
+    /// Interval of a CR that sets none.
     #[serde(with = "duration::serde_duration")]
     pub collection_interval: Duration,
+    /// At most this many series per remote-write request.
     pub batch_size: usize,
+    /// A window ends this long before now, so samples of scrapes still being appended are not
+    /// missed (a sample's timestamp is its scrape's start).
+    #[serde(with = "duration::serde_duration")]
+    pub collection_lag: Duration,
+    /// Longest window one cycle reads; after a long outage older data is skipped (and counted).
+    #[serde(with = "duration::serde_duration")]
+    pub max_window: Duration,
+    /// `remote_read` (`/api/v1/read`, the default) or `query` (range selectors through
+    /// `/api/v1/query`, for sources without remote read).
+    pub collection_method: crate::collector::source::Method,
+    /// Read through this URL (a prom-label-proxy in front of infrastructure Prometheus) instead
+    /// of the backend group, always with `query` (prom-label-proxy has no remote read); the
+    /// tenant goes in `prom_label_proxy_header`.
+    pub prom_label_proxy_url: Option<String>,
+    pub prom_label_proxy_header: String,
+    /// Target address of a `prometheus` target without replicas. Placeholders: `{service}`,
+    /// `{namespace}`, `{port}`.
+    pub prometheus_address: String,
+    /// Address of one StatefulSet replica: adds `{statefulset}` and `{replica}`.
+    pub prometheus_replica_address: String,
+    /// Address of a `pushgateway` target.
+    pub pushgateway_address: String,
+    /// Rendered address (`host:port` as the template produced it) → base URL to use instead.
+    /// The local lab and the tests map in-cluster names to loopback ports with it.
+    pub address_overrides: BTreeMap<String, String>,
+    /// File mode: Secrets as files `<dir>/<namespace>/<secret name>/<key>` (the layout of a
+    /// mounted Secret per namespace). Falls back to the environment variable
+    /// `PMTP_SECRET_<NAMESPACE>_<NAME>_<KEY>` (upper case, other characters as `_`).
+    pub secrets_directory: Option<PathBuf>,
+    /// Encoded requests buffered per target (and per replica) while it is down; the oldest is
+    /// dropped (and counted) when full.
+    pub queue_capacity: usize,
+    #[serde(with = "duration::serde_duration")]
+    pub request_timeout: Duration,
+    #[serde(with = "duration::serde_duration")]
+    pub min_backoff: Duration,
+    #[serde(with = "duration::serde_duration")]
+    pub max_backoff: Duration,
+    /// On shutdown, queues get this long to drain.
+    #[serde(with = "duration::serde_duration")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RemoteWriteConfig {
@@ -175,6 +221,22 @@ impl Default for RemoteWriteConfig {
             enabled: false,
             collection_interval: Duration::from_secs(30),
             batch_size: 1000,
+            collection_lag: Duration::from_secs(15),
+            max_window: Duration::from_secs(3600),
+            collection_method: Default::default(),
+            prom_label_proxy_url: None,
+            prom_label_proxy_header: "X-Tenant-Namespace".into(),
+            prometheus_address: "http://{service}.{namespace}.svc:{port}".into(),
+            prometheus_replica_address:
+                "http://{statefulset}-{replica}.{service}.{namespace}.svc:{port}".into(),
+            pushgateway_address: "http://{service}.{namespace}.svc:{port}".into(),
+            address_overrides: BTreeMap::new(),
+            secrets_directory: None,
+            queue_capacity: 1000,
+            request_timeout: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -267,9 +329,6 @@ impl Config {
                 "proxy.enable_caching: answers are not cached yet; every query goes to a backend",
             );
         }
-        if self.remote_write.enabled {
-            out.push("remote_write.enabled: the collector is not built yet; no series are copied");
-        }
         if self.discovery.kubernetes.is_some() {
             out.push("discovery.kubernetes: Kubernetes discovery is not built yet; backends come from backends.groups");
         }
@@ -314,6 +373,9 @@ impl Config {
             }
         };
         resolve(&mut self.tenants.directory);
+        if let Some(d) = self.remote_write.secrets_directory.as_mut() {
+            resolve(d);
+        }
         for t in &mut self.auth.bearer.tokens {
             if let Some(f) = t.token_file.as_mut() {
                 resolve(f);

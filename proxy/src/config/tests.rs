@@ -285,7 +285,30 @@ fn accepted_but_unbuilt_settings_are_named() {
     let c = Config::from_yaml(&text, "c.yaml").unwrap();
     let warned = c.unimplemented_settings().join("\n");
     assert!(
-        warned.contains("proxy.enable_caching") && warned.contains("remote_write.enabled"),
+        warned.contains("proxy.enable_caching") && !warned.contains("remote_write"),
         "{warned}"
     );
+}
+
+#[test]
+fn collector_settings_have_defaults_and_checked_templates() {
+    let c = Config::from_yaml(minimal(), "c.yaml").unwrap();
+    assert_eq!(c.remote_write.collection_lag, Duration::from_secs(15));
+    assert_eq!(
+        c.remote_write.prometheus_replica_address,
+        "http://{statefulset}-{replica}.{service}.{namespace}.svc:{port}"
+    );
+    let text = format!(
+        "{}remote_write:\n  enabled: true\n  prometheus_address: \"http://{{svc}}:{{port}}\"\n  prometheus_replica_address: \"http://{{service}}:{{port}}\"\n  address_overrides:\n    p-0.p.t.svc:9090: \"127.0.0.1:1\"\n  min_backoff: 10s\n  max_backoff: 1s\n",
+        minimal()
+    );
+    let e = Config::from_yaml(&text, "c.yaml").unwrap_err().to_string();
+    for needle in [
+        "remote_write.prometheus_address: unknown placeholder {svc}",
+        "remote_write.prometheus_replica_address: must contain {replica}",
+        "remote_write.address_overrides.p-0.p.t.svc:9090: \"127.0.0.1:1\" is not an http",
+        "remote_write.max_backoff: must be at least remote_write.min_backoff",
+    ] {
+        assert!(e.contains(needle), "{needle} not in {e}");
+    }
 }

@@ -41,6 +41,12 @@ impl Config {
                 "remote_write.collection_interval",
                 self.remote_write.collection_interval,
             ),
+            ("remote_write.max_window", self.remote_write.max_window),
+            (
+                "remote_write.request_timeout",
+                self.remote_write.request_timeout,
+            ),
+            ("remote_write.min_backoff", self.remote_write.min_backoff),
         ] {
             if d.is_zero() {
                 p.push(format!("{key}: must be greater than 0"));
@@ -55,6 +61,10 @@ impl Config {
             ("proxy.max_query_depth", self.proxy.max_query_depth),
             ("proxy.max_body_bytes", self.proxy.max_body_bytes),
             ("remote_write.batch_size", self.remote_write.batch_size),
+            (
+                "remote_write.queue_capacity",
+                self.remote_write.queue_capacity,
+            ),
         ] {
             if n == 0 {
                 p.push(format!("{key}: must be greater than 0"));
@@ -65,6 +75,7 @@ impl Config {
         {
             p.push("remote_write.collection_interval: must be at least 5s".into());
         }
+        p.extend(self.remote_write.problems());
         if self.tenants.source == TenantSourceKind::File && self.backends.groups.is_empty() {
             p.push(
                 "backends.groups: at least one group with one member is required in file mode"
@@ -223,4 +234,88 @@ fn check_port(port: &str) -> Result<(), String> {
             "{port:?} is neither a port number nor a port name (lowercase letters, digits, '-', at most 15)"
         ))
     }
+}
+
+impl super::RemoteWriteConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.max_backoff < self.min_backoff {
+            p.push("remote_write.max_backoff: must be at least remote_write.min_backoff".into());
+        }
+        let templates = [
+            (
+                "prometheus_address",
+                &self.prometheus_address,
+                &["service", "namespace", "port"][..],
+            ),
+            (
+                "prometheus_replica_address",
+                &self.prometheus_replica_address,
+                &["service", "namespace", "port", "statefulset", "replica"][..],
+            ),
+            (
+                "pushgateway_address",
+                &self.pushgateway_address,
+                &["service", "namespace", "port"][..],
+            ),
+        ];
+        for (key, template, allowed) in templates {
+            if let Err(e) = check_template(template, allowed) {
+                p.push(format!("remote_write.{key}: {e}"));
+            }
+        }
+        if !self.prometheus_replica_address.contains("{replica}") {
+            p.push("remote_write.prometheus_replica_address: must contain {replica}, or every replica gets the same address".into());
+        }
+        for (from, to) in &self.address_overrides {
+            if !is_http_url(to) {
+                p.push(format!(
+                    "remote_write.address_overrides.{from}: {to:?} is not an http:// or https:// URL"
+                ));
+            }
+        }
+        if let Some(u) = &self.prom_label_proxy_url
+            && !is_http_url(u)
+        {
+            p.push(format!(
+                "remote_write.prom_label_proxy_url: {u:?} is not an http:// or https:// URL"
+            ));
+        }
+        if http::HeaderName::from_bytes(self.prom_label_proxy_header.as_bytes()).is_err() {
+            p.push("remote_write.prom_label_proxy_header: not a valid header name".into());
+        }
+        p
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://"))
+        && s.parse::<http::Uri>()
+            .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()))
+}
+
+/// A URL template must start with http(s):// and use only the placeholders it is given.
+fn check_template(template: &str, allowed: &[&str]) -> Result<(), String> {
+    if !(template.starts_with("http://") || template.starts_with("https://")) {
+        return Err(format!("{template:?} must start with http:// or https://"));
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(len) = rest[open..].find('}') else {
+            return Err(format!("{template:?} has an unclosed {{"));
+        };
+        let name = &rest[open + 1..open + len];
+        if !allowed.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} (allowed: {})",
+                allowed
+                    .iter()
+                    .map(|a| format!("{{{a}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &rest[open + len + 1..];
+    }
+    Ok(())
 }

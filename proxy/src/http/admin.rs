@@ -17,6 +17,7 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/debug/tenants", get(debug_tenants))
         .route("/debug/targets", get(debug_targets))
+        .route("/collected-metrics", get(collected_metrics))
         .route("/-/reload", post(reload).put(reload))
 }
 
@@ -75,11 +76,39 @@ async fn debug_tenants(State(state): State<AppState>) -> Json<serde_json::Value>
             })
         })
         .collect();
+    let collector = state.collector().status_json();
+    let collectors: Vec<serde_json::Value> = snapshot
+        .resources
+        .iter()
+        .filter(|r| r.spec.remote_write.as_ref().is_some_and(|rw| rw.enabled))
+        .map(|r| {
+            let status = collector["resources"]
+                .as_array()
+                .and_then(|all| {
+                    all.iter().find(|j| {
+                        j["namespace"] == r.namespace.as_str() && j["name"] == r.name.as_str()
+                    })
+                })
+                .cloned();
+            serde_json::json!({
+                "namespace": r.namespace,
+                "name": r.name,
+                "state": status.as_ref().map(|s| s["state"].clone()),
+                "last_cycle": status.as_ref().map(|s| s["last_cycle"].clone()),
+                "last_error": status.as_ref().map(|s| s["last_error"].clone()),
+            })
+        })
+        .collect();
     Json(serde_json::json!({
         "loaded": snapshot.loaded,
         "tenants": tenants,
+        "collectors": collectors,
         "invalid": snapshot.invalid,
     }))
+}
+
+async fn collected_metrics(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.collector().status_json())
 }
 
 async fn debug_targets(State(state): State<AppState>) -> Json<serde_json::Value> {

@@ -28,6 +28,7 @@ pub use settings::{RuntimeSettings, SettingsError};
 
 use crate::auth::{AuthError, Authenticator};
 use crate::backend::BackendPool;
+use crate::collector::Collector;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::telemetry::{Metrics, TenantLabels};
@@ -55,9 +56,23 @@ impl Runtime {
     }
 }
 
+/// The collector's view of the running settings: it follows reloads without holding the
+/// whole state (which owns the collector).
+struct CollectorInputs(Arc<ArcSwap<Runtime>>);
+
+impl crate::collector::Inputs for CollectorInputs {
+    fn config(&self) -> Arc<crate::config::RemoteWriteConfig> {
+        self.0.load().settings.collector.clone()
+    }
+    fn backends(&self) -> Arc<BackendPool> {
+        self.0.load().backends.clone()
+    }
+}
+
 struct Shared {
     tenants: Arc<TenantStore>,
-    runtime: ArcSwap<Runtime>,
+    runtime: Arc<ArcSwap<Runtime>>,
+    collector: Arc<Collector>,
     metrics: Arc<Metrics>,
     config_path: Option<PathBuf>,
     /// Serialises reloads (SIGHUP and POST /-/reload may race).
@@ -112,10 +127,17 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let runtime = Runtime::build(settings, metrics.clone())?;
         runtime.backends.start_probes();
+        let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+        let collector = Collector::spawn(
+            tenants.clone(),
+            Arc::new(CollectorInputs(runtime.clone())),
+            metrics.clone(),
+        );
         Ok(AppState {
             inner: Arc::new(Shared {
                 tenants,
-                runtime: ArcSwap::from_pointee(runtime),
+                runtime,
+                collector,
                 metrics,
                 config_path,
                 reload_lock: tokio::sync::Mutex::new(()),
@@ -133,6 +155,10 @@ impl AppState {
     }
 
     /// The current runtime (settings, auth, backends); stable for the caller's lifetime.
+    pub fn collector(&self) -> &Arc<Collector> {
+        &self.inner.collector
+    }
+
     pub fn runtime(&self) -> Arc<Runtime> {
         self.inner.runtime.load_full()
     }

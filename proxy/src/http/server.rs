@@ -94,6 +94,7 @@ impl RunningProxy {
         if let Some(task) = self.sighup.take() {
             task.abort();
         }
+        self.state.collector().shutdown().await;
         self.state.stop_background();
         let Some(mut server) = self.server.take() else {
             return Ok(());

@@ -2,10 +2,11 @@
 //! reload swaps.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::auth::{AuthSettings, TokenSetting, TokenSource};
 use crate::backend::{BackendSettings, GroupSettings};
-use crate::config::{AuthMode, Config, TenantSourceKind};
+use crate::config::{AuthMode, Config, RemoteWriteConfig, TenantSourceKind};
 
 /// Everything a request needs from the config, resolved (token files are read later, when
 /// the authenticator is built).
@@ -24,6 +25,8 @@ pub struct RuntimeSettings {
     pub metrics_enabled: bool,
     /// Tenant folder (file source), already resolved against the config file's folder.
     pub tenants_dir: Option<PathBuf>,
+    /// The collector's settings (`remote_write`).
+    pub collector: Arc<RemoteWriteConfig>,
 }
 
 /// A config the HTTP layer can't run with (beyond what `Config` validation catches).
@@ -88,6 +91,7 @@ impl RuntimeSettings {
             request_logging: config.proxy.enable_request_logging,
             metrics_enabled: config.proxy.enable_metrics,
             tenants_dir,
+            collector: Arc::new(config.remote_write.clone()),
         })
     }
 }

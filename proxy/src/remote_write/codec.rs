@@ -29,13 +29,19 @@ pub enum CodecError {
     Snappy(#[from] snap::Error),
     #[error("decompressed body of {claimed} bytes exceeds the limit of {limit} bytes")]
     TooLarge { claimed: usize, limit: usize },
-    #[error("invalid protobuf WriteRequest: {0}")]
+    #[error("invalid protobuf message: {0}")]
     Protobuf(#[from] prost::DecodeError),
 }
 
 /// Serialise and snappy-compress a `WriteRequest`, ready to POST.
 pub fn encode_write_request(req: &WriteRequest) -> Vec<u8> {
-    let raw = req.encode_to_vec();
+    encode_snappy(req)
+}
+
+/// Serialise and snappy-compress any message (remote read requests and answers use the same
+/// framing as remote write).
+pub fn encode_snappy<M: Message>(message: &M) -> Vec<u8> {
+    let raw = message.encode_to_vec();
     // Compressing an in-memory buffer only fails when the input exceeds snappy's 4 GiB block
     // limit, which a protobuf we just built in memory cannot reasonably reach.
     snap::raw::Encoder::new()
@@ -49,6 +55,14 @@ pub fn decode_write_request(
     body: &[u8],
     max_decompressed: usize,
 ) -> Result<WriteRequest, CodecError> {
+    decode_snappy(body, max_decompressed)
+}
+
+/// Decompress and parse any snappy-framed message, with the same allocation guard.
+pub fn decode_snappy<M: Message + Default>(
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<M, CodecError> {
     let claimed = snap::raw::decompress_len(body)?;
     if claimed > max_decompressed {
         return Err(CodecError::TooLarge {
@@ -57,5 +71,5 @@ pub fn decode_write_request(
         });
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body)?;
-    Ok(WriteRequest::decode(raw.as_slice())?)
+    Ok(M::decode(raw.as_slice())?)
 }

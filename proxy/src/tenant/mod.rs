@@ -8,7 +8,7 @@ pub mod store;
 
 pub use crd::{MetricAccess, MetricAccessSpec};
 pub use policy::{Clause, LabelMatcher, MatchKind, Policy, PolicyError};
-pub use store::{InvalidResource, Tenant, TenantSnapshot, TenantStore};
+pub use store::{AccessResource, InvalidResource, Tenant, TenantSnapshot, TenantStore};
 
 /// A tenant id is forwarded as `X-Scope-OrgID` by later features: it must fit Mimir's allowed
 /// characters (alphanumerics and `!-_.*'()`, at most 150 bytes, not `.` or `..`). A `|` would

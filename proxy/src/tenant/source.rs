@@ -11,7 +11,10 @@ use serde_json::Value;
 
 use crate::config::yaml::{line_of_key_path, located_message};
 
-use super::{InvalidResource, MetricAccess, Policy, Tenant, TenantSnapshot, TenantStore};
+use super::{
+    AccessResource, InvalidResource, MetricAccess, MetricAccessSpec, Policy, Tenant,
+    TenantSnapshot, TenantStore,
+};
 
 const API_VERSION: &str = "observability.ethos.io/v1alpha1";
 /// Fallback poll: catches what inotify misses (network filesystems, a folder created later).
@@ -22,6 +25,7 @@ struct Loaded {
     file: String,
     namespace: String,
     name: String,
+    spec: MetricAccessSpec,
     policy: Policy,
 }
 
@@ -39,6 +43,7 @@ pub fn load_dir(dir: &Path) -> TenantSnapshot {
             });
             return TenantSnapshot {
                 tenants: BTreeMap::new(),
+                resources: Vec::new(),
                 invalid,
                 loaded: true,
             };
@@ -68,12 +73,25 @@ pub fn load_dir(dir: &Path) -> TenantSnapshot {
         seen.insert(key, l.file.clone());
         by_ns.entry(l.namespace.clone()).or_default().push(l);
     }
+    let mut resources = Vec::new();
     let tenants = by_ns
         .into_iter()
-        .map(|(ns, crs)| {
-            let mut resources: Vec<String> = crs.iter().map(|l| l.name.clone()).collect();
-            resources.sort();
-            let policy = Policy::union(crs.into_iter().map(|l| l.policy));
+        .map(|(ns, mut crs)| {
+            crs.sort_by(|a, b| a.name.cmp(&b.name));
+            let names: Vec<String> = crs.iter().map(|l| l.name.clone()).collect();
+            let mut policies = Vec::new();
+            for l in crs {
+                policies.push(l.policy.clone());
+                resources.push(Arc::new(AccessResource {
+                    namespace: l.namespace,
+                    name: l.name,
+                    file: Some(l.file),
+                    spec: l.spec,
+                    policy: Arc::new(l.policy),
+                }));
+            }
+            let resources = names;
+            let policy = Policy::union(policies);
             (
                 ns.clone(),
                 Arc::new(Tenant {
@@ -86,6 +104,7 @@ pub fn load_dir(dir: &Path) -> TenantSnapshot {
         .collect();
     TenantSnapshot {
         tenants,
+        resources,
         invalid,
         loaded: true,
     }
@@ -146,10 +165,11 @@ fn load_file(path: &Path, loaded: &mut Vec<Loaded>, invalid: &mut Vec<InvalidRes
         }
         let located = texts.as_ref().map(|t| t[i]);
         match check_document(doc, located, ns.as_deref(), name.as_deref()) {
-            Ok(policy) => loaded.push(Loaded {
+            Ok((spec, policy)) => loaded.push(Loaded {
                 file: file.clone(),
                 namespace: ns.unwrap_or_default(),
                 name: name.unwrap_or_default(),
+                spec,
                 policy,
             }),
             Err(e) => report(invalid, ns, name, e),
@@ -200,7 +220,7 @@ fn check_document(
     located: Option<(u64, &str)>,
     ns: Option<&str>,
     name: Option<&str>,
-) -> Result<Policy, String> {
+) -> Result<(MetricAccessSpec, Policy), String> {
     let api = doc["apiVersion"].as_str().unwrap_or_default();
     if api != API_VERSION {
         return Err(format!("apiVersion {api:?} is not {API_VERSION:?}"));
@@ -242,7 +262,8 @@ fn check_document(
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
-    Policy::from_spec(ns, &cr.spec).map_err(|e| e.to_string())
+    let policy = Policy::from_spec(ns, &cr.spec).map_err(|e| e.to_string())?;
+    Ok((cr.spec, policy))
 }
 
 fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::Policy;
+use super::crd::MetricAccessSpec;
 
 /// One tenant (a namespace): the union of its valid `MetricAccess` CRs.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -26,9 +27,23 @@ pub struct InvalidResource {
     pub error: String,
 }
 
+/// One valid `MetricAccess`, kept whole: reads merge a namespace's CRs into a [`Tenant`], the
+/// collector works per CR with the CR's own policy and `remoteWrite` block.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AccessResource {
+    pub namespace: String,
+    pub name: String,
+    pub file: Option<String>,
+    pub spec: MetricAccessSpec,
+    pub policy: Arc<Policy>,
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TenantSnapshot {
     pub tenants: BTreeMap<String, Arc<Tenant>>,
+    /// Every valid CR, sorted by namespace and name.
+    #[serde(skip)]
+    pub resources: Vec<Arc<AccessResource>>,
     pub invalid: Vec<InvalidResource>,
     /// False until the source has loaded once (readiness).
     pub loaded: bool,

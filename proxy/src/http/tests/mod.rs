@@ -160,6 +160,7 @@ pub(crate) fn snapshot() -> TenantSnapshot {
         }),
     );
     TenantSnapshot {
+        resources: Vec::new(),
         tenants,
         invalid: vec![],
         loaded: true,
@@ -185,6 +186,7 @@ pub(crate) fn settings(members: Vec<String>, auth: AuthSettings) -> RuntimeSetti
         request_logging: false,
         metrics_enabled: true,
         tenants_dir: None,
+        collector: Default::default(),
     }
 }
 

@@ -8,28 +8,17 @@ use super::{
     MetricAccess, MetricAccessSpec, PrometheusTarget, PushgatewayTarget, RelabelConfig,
     RemoteWriteEndpoint, RemoteWriteSpec, TargetType,
 };
+use crate::relabel::RelabelProgram;
 use crate::tenant::policy::is_legacy_label_name;
 
 /// Collecting more often than this only loads infrastructure Prometheus.
 const MIN_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Relabel actions Prometheus knows (matched case-insensitively, as Prometheus does).
-pub const RELABEL_ACTIONS: [&str; 11] = [
-    "replace",
-    "keep",
-    "drop",
-    "keepequal",
-    "dropequal",
-    "hashmod",
-    "labelmap",
-    "labeldrop",
-    "labelkeep",
-    "lowercase",
-    "uppercase",
-];
-
 /// Headers the remote-write protocol or the auth settings own (Prometheus refuses them too).
-const RESERVED_HEADERS: [&str; 6] = [
+/// `X-Scope-OrgID` is the tenant header: the proxy sets it to the CR's namespace, so that a
+/// namespace admin can't write into another tenant of a multi-tenant store.
+const RESERVED_HEADERS: [&str; 7] = [
+    "x-scope-orgid",
     "authorization",
     "content-encoding",
     "content-type",
@@ -70,11 +59,12 @@ impl MetricAccessSpec {
         p
     }
 
-    /// The collection interval of an enabled `remoteWrite` (default 30s), if it is valid.
-    pub fn collection_interval(&self) -> Option<Duration> {
+    /// The collection interval of an enabled `remoteWrite` (`default` when it sets none), if
+    /// it is valid.
+    pub fn collection_interval_or(&self, default: Duration) -> Option<Duration> {
         let rw = self.remote_write.as_ref().filter(|rw| rw.enabled)?;
         match rw.interval.as_deref() {
-            None => Some(Duration::from_secs(30)),
+            None => Some(default),
             Some(s) => crate::config::parse_duration(s)
                 .ok()
                 .filter(|d| *d >= MIN_INTERVAL),
@@ -134,9 +124,11 @@ fn remote_write(rw: &RemoteWriteSpec, p: &mut Vec<String>) {
             ));
         }
     }
-    for (i, r) in rw.metric_relabelings.iter().enumerate() {
-        relabel(r, &format!("{AT}.metricRelabelings[{i}]"), p);
-    }
+    relabel(
+        &rw.metric_relabelings,
+        &format!("{AT}.metricRelabelings"),
+        p,
+    );
 }
 
 fn type_name(t: TargetType) -> &'static str {
@@ -215,7 +207,7 @@ fn endpoint(t: &RemoteWriteEndpoint, p: &mut Vec<String>) {
             p.push(format!("{AT}.headers: {name:?} is not a valid header name"));
         } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             p.push(format!(
-                "{AT}.headers: {name:?} is set by the proxy (use basicAuth or bearerTokenSecret for credentials)"
+                "{AT}.headers: {name:?} is set by the proxy (X-Scope-OrgID is always the CR's namespace; use basicAuth or bearerTokenSecret for credentials)"
             ));
         }
         if http::HeaderValue::from_str(value).is_err() {
@@ -231,50 +223,10 @@ fn endpoint(t: &RemoteWriteEndpoint, p: &mut Vec<String>) {
     }
 }
 
-fn relabel(r: &RelabelConfig, at: &str, p: &mut Vec<String>) {
-    let action = r
-        .action
-        .as_deref()
-        .unwrap_or("replace")
-        .to_ascii_lowercase();
-    if !RELABEL_ACTIONS.contains(&action.as_str()) {
-        p.push(format!(
-            "{at}.action: unknown action {:?} (one of: {})",
-            r.action.as_deref().unwrap_or_default(),
-            RELABEL_ACTIONS.join(", ")
-        ));
-        return;
-    }
-    if let Some(re) = &r.regex
-        && let Err(e) = regex::Regex::new(&format!("^(?:{re})$"))
-    {
-        p.push(format!("{at}.regex: not a valid regex: {e}"));
-    }
-    for (j, l) in r.source_labels.iter().enumerate() {
-        if !is_legacy_label_name(l) {
-            p.push(format!("{at}.sourceLabels[{j}]: {l:?} is not a label name"));
-        }
-    }
-    let needs_target = matches!(
-        action.as_str(),
-        "replace" | "hashmod" | "lowercase" | "uppercase" | "keepequal" | "dropequal"
-    );
-    match r.target_label.as_deref() {
-        None | Some("") if needs_target => {
-            p.push(format!("{at}.targetLabel: required with action {action}"))
-        }
-        // `replace` may build the target name from capture groups (`${1}`).
-        Some(t)
-            if !(t.is_empty()
-                || is_legacy_label_name(t)
-                || action == "replace" && t.contains('$')) =>
-        {
-            p.push(format!("{at}.targetLabel: {t:?} is not a label name"))
-        }
-        _ => {}
-    }
-    if action == "hashmod" && r.modulus.unwrap_or(0) == 0 {
-        p.push(format!("{at}.modulus: required (> 0) with action hashmod"));
+/// The relabel compiler is the one judge of a rule; its problems name `{at}[i].field`.
+fn relabel(rules: &[RelabelConfig], at: &str, p: &mut Vec<String>) {
+    if let Err(errors) = RelabelProgram::compile_at(at, rules) {
+        p.extend(errors.iter().map(ToString::to_string));
     }
 }
 

@@ -24,7 +24,7 @@ fn a_complete_remote_write_cr_is_valid() {
     remoteWrite:
       url: https://mimir.example.com/api/v1/push
       bearerTokenSecret: {name: s, key: token}
-      headers: {X-Scope-OrgID: team-a}
+      headers: {X-Team: team-a}
       tlsConfig: {caFile: /etc/ca.pem, insecureSkipVerify: false}
     extraLabels: {tenant: team-a}
     metricRelabelings:
@@ -33,7 +33,10 @@ fn a_complete_remote_write_cr_is_valid() {
       - {regex: "tmp_.*", action: labeldrop}
 "#);
     assert_eq!(ma.validate(), Vec::<String>::new());
-    assert_eq!(ma.spec.collection_interval(), Some(Duration::from_secs(60)));
+    assert_eq!(
+        ma.spec.collection_interval_or(Duration::from_secs(30)),
+        Some(Duration::from_secs(60))
+    );
 }
 
 #[test]
@@ -72,7 +75,10 @@ fn interval_and_target_blocks() {
         "  remoteWrite:\n    enabled: false\n    interval: 1s\n    target: {type: pushgateway}\n",
     );
     assert_eq!(ma.validate(), Vec::<String>::new());
-    assert_eq!(ma.spec.collection_interval(), None);
+    assert_eq!(
+        ma.spec.collection_interval_or(Duration::from_secs(30)),
+        None
+    );
 }
 
 #[test]
@@ -146,4 +152,22 @@ fn extra_labels_and_relabel_rules() {
         assert!(p.contains(needle), "missing {needle:?} in:\n{p}");
     }
     assert!(!p.contains("\"ok\""), "{p}");
+}
+
+#[test]
+fn a_cr_cannot_set_the_tenant_header() {
+    let ma = cr(r#"
+  metrics: [up]
+  remoteWrite:
+    enabled: true
+    target: {type: remote_write}
+    remoteWrite:
+      url: https://mimir.example.com/api/v1/push
+      headers: {x-scope-orgid: someone-else}
+"#);
+    let problems = ma.validate().join("\n");
+    assert!(
+        problems.contains("headers: \"x-scope-orgid\" is set by the proxy"),
+        "{problems}"
+    );
 }

@@ -1,0 +1,377 @@
+//! Delivery to one endpoint (one replica, one Pushgateway group, one URL): a bounded queue of
+//! encoded requests and a worker that sends them oldest first. An endpoint that is down only
+//! holds back its own queue; when it returns it catches up in order. 5xx, 429 and connection
+//! errors are retried with capped exponential backoff and jitter (honouring `Retry-After`);
+//! other 4xx are dropped and counted with the endpoint's message; a full queue drops its oldest.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::StatusCode;
+use tokio::sync::{Notify, watch};
+
+use super::target::{Endpoint, Protocol};
+use crate::backend::health::{describe, rfc3339};
+use crate::remote_write::{
+    CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF,
+    REMOTE_WRITE_VERSION, REMOTE_WRITE_VERSION_HEADER,
+};
+use crate::telemetry::{EndpointLabels, EndpointOutcomeLabels, Metrics};
+
+/// Longest `Retry-After` honoured: a misbehaving endpoint must not park its queue for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// One encoded request.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub body: Bytes,
+    pub series: usize,
+    pub samples: usize,
+}
+
+/// Retry and timeout settings of a worker.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliverySettings {
+    pub capacity: usize,
+    pub request_timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// What `/collected-metrics` shows of an endpoint.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DeliveryStats {
+    pub url: String,
+    pub queue_depth: usize,
+    pub requests_ok: u64,
+    pub requests_retried: u64,
+    pub requests_rejected: u64,
+    pub dropped_queue_full: u64,
+    pub series_written: u64,
+    pub samples_written: u64,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub last_success: Option<String>,
+}
+
+struct Target {
+    endpoint: Endpoint,
+    client: reqwest::Client,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<(u64, Payload)>,
+    next_seq: u64,
+}
+
+/// An endpoint's queue and the state its worker reports.
+pub struct Delivery {
+    labels: EndpointLabels,
+    target: ArcSwap<Target>,
+    queue: Mutex<Queue>,
+    notify: Notify,
+    stats: Mutex<DeliveryStats>,
+    settings: DeliverySettings,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("target", &self.labels.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Sent(StatusCode),
+    Retry(String, Option<Duration>),
+    Rejected(StatusCode, String),
+}
+
+impl Delivery {
+    pub fn new(
+        labels: EndpointLabels,
+        endpoint: Endpoint,
+        client: reqwest::Client,
+        settings: DeliverySettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Delivery> {
+        let stats = DeliveryStats {
+            url: endpoint.url.clone(),
+            ..Default::default()
+        };
+        Arc::new(Delivery {
+            labels,
+            target: ArcSwap::from_pointee(Target { endpoint, client }),
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            stats: Mutex::new(stats),
+            settings,
+            metrics,
+        })
+    }
+
+    /// Swap the endpoint (new credentials, a new address); queued requests go to the new one.
+    pub fn update(&self, endpoint: Endpoint, client: reqwest::Client) {
+        self.lock_stats().url = endpoint.url.clone();
+        self.target.store(Arc::new(Target { endpoint, client }));
+    }
+
+    /// The client in use, if the endpoint's TLS settings are still `tls` (clients keep their
+    /// connection pool across cycles).
+    pub fn client_for_tls(
+        &self,
+        tls: &Option<crate::tenant::crd::TlsConfig>,
+    ) -> Option<reqwest::Client> {
+        let target = self.target.load();
+        (target.endpoint.tls == *tls).then(|| target.client.clone())
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.target.load().endpoint.protocol
+    }
+
+    /// Queue requests; when full the oldest go first (a Pushgateway keeps only the newest:
+    /// each request replaces the whole group).
+    pub fn enqueue(&self, payloads: Vec<Payload>) {
+        let capacity = match self.protocol() {
+            Protocol::Pushgateway => 1,
+            Protocol::RemoteWrite => self.settings.capacity,
+        };
+        let mut dropped = 0u64;
+        let depth = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            for p in payloads {
+                while q.items.len() >= capacity {
+                    q.items.pop_front();
+                    dropped += 1;
+                }
+                let seq = q.next_seq;
+                q.next_seq += 1;
+                q.items.push_back((seq, p));
+            }
+            q.items.len()
+        };
+        if dropped > 0 {
+            let reason = match self.protocol() {
+                Protocol::Pushgateway => "superseded",
+                Protocol::RemoteWrite => {
+                    self.lock_stats().dropped_queue_full += dropped;
+                    tracing::warn!(
+                        namespace = %self.labels.namespace, resource = %self.labels.resource,
+                        target = %self.labels.target, dropped,
+                        "collector queue full: dropped the oldest requests"
+                    );
+                    "queue_full"
+                }
+            };
+            self.outcome_counter(&self.metrics.collector.dropped_requests, reason)
+                .inc_by(dropped);
+        }
+        self.set_depth(depth);
+        self.notify.notify_one();
+    }
+
+    pub fn stats(&self) -> DeliveryStats {
+        let mut s = self.lock_stats().clone();
+        s.queue_depth = self.depth();
+        s
+    }
+
+    pub fn depth(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .items
+            .len()
+    }
+
+    fn lock_stats(&self) -> std::sync::MutexGuard<'_, DeliveryStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_depth(&self, depth: usize) {
+        self.metrics
+            .collector
+            .queue_depth
+            .get_or_create(&self.labels)
+            .set(depth as i64);
+    }
+
+    fn outcome_counter(
+        &self,
+        family: &prometheus_client::metrics::family::Family<
+            EndpointOutcomeLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+        outcome: &str,
+    ) -> prometheus_client::metrics::counter::Counter {
+        family
+            .get_or_create(&EndpointOutcomeLabels {
+                namespace: self.labels.namespace.clone(),
+                resource: self.labels.resource.clone(),
+                target: self.labels.target.clone(),
+                outcome: outcome.to_string(),
+            })
+            .clone()
+    }
+
+    /// Remove the request `seq` if it is still queued (the queue may have dropped it while it
+    /// was in flight).
+    fn complete(&self, seq: u64) {
+        let depth = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if q.items.front().is_some_and(|(s, _)| *s == seq) {
+                q.items.pop_front();
+            }
+            q.items.len()
+        };
+        self.set_depth(depth);
+    }
+
+    /// Send queued requests until `stop` turns true and the queue is empty. The owner aborts
+    /// the task when its shutdown grace period ends.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            let next = {
+                let q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                q.items.front().cloned()
+            };
+            let Some((seq, payload)) = next else {
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    _ = self.notify.notified() => {}
+                    changed = stop.changed() => if changed.is_err() { return },
+                }
+                continue;
+            };
+            match self.attempt(&payload).await {
+                Attempt::Sent(status) => {
+                    failures = 0;
+                    self.complete(seq);
+                    let mut s = self.lock_stats();
+                    s.requests_ok += 1;
+                    s.series_written += payload.series as u64;
+                    s.samples_written += payload.samples as u64;
+                    s.last_status = Some(status.as_u16());
+                    s.last_success = Some(rfc3339(SystemTime::now()));
+                    drop(s);
+                    self.outcome_counter(&self.metrics.collector.requests, "ok")
+                        .inc();
+                    self.metrics
+                        .collector
+                        .samples_written
+                        .get_or_create(&self.labels)
+                        .inc_by(payload.samples as u64);
+                }
+                Attempt::Rejected(status, message) => {
+                    failures = 0;
+                    self.complete(seq);
+                    tracing::warn!(
+                        namespace = %self.labels.namespace, resource = %self.labels.resource,
+                        target = %self.labels.target, status = status.as_u16(), %message,
+                        "tenant target rejected a write; dropped (not retried: a 4xx would fail again)"
+                    );
+                    let mut s = self.lock_stats();
+                    s.requests_rejected += 1;
+                    s.last_status = Some(status.as_u16());
+                    s.last_error = Some(format!("HTTP {}: {message}", status.as_u16()));
+                    drop(s);
+                    self.outcome_counter(&self.metrics.collector.requests, "rejected")
+                        .inc();
+                    self.outcome_counter(&self.metrics.collector.dropped_requests, "rejected")
+                        .inc();
+                }
+                Attempt::Retry(why, retry_after) => {
+                    failures = failures.saturating_add(1);
+                    let delay = retry_after
+                        .map(|d| d.min(MAX_RETRY_AFTER))
+                        .unwrap_or_else(|| backoff(&self.settings, failures));
+                    tracing::warn!(
+                        namespace = %self.labels.namespace, resource = %self.labels.resource,
+                        target = %self.labels.target, error = %why, retry_in_ms = delay.as_millis() as u64,
+                        "write to tenant target failed; will retry"
+                    );
+                    {
+                        let mut s = self.lock_stats();
+                        s.requests_retried += 1;
+                        s.last_error = Some(why);
+                    }
+                    self.outcome_counter(&self.metrics.collector.requests, "retry")
+                        .inc();
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, payload: &Payload) -> Attempt {
+        let target = self.target.load_full();
+        let endpoint = &target.endpoint;
+        let request = match endpoint.protocol {
+            Protocol::RemoteWrite => target
+                .client
+                .post(&endpoint.url)
+                .header(CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY)
+                .header(CONTENT_TYPE, CONTENT_TYPE_PROTOBUF)
+                .header(REMOTE_WRITE_VERSION_HEADER, REMOTE_WRITE_VERSION),
+            Protocol::Pushgateway => target
+                .client
+                .put(&endpoint.url)
+                .header(CONTENT_TYPE, "text/plain; version=0.0.4"),
+        };
+        let response = request
+            .headers(endpoint.headers.clone())
+            .timeout(self.settings.request_timeout)
+            .body(payload.body.clone())
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry(describe(&e), None),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Attempt::Sent(status);
+        }
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.unwrap_or_default();
+        let message = String::from_utf8_lossy(&body[..body.len().min(512)])
+            .trim()
+            .to_string();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            Attempt::Retry(format!("HTTP {}: {message}", status.as_u16()), retry_after)
+        } else {
+            Attempt::Rejected(status, message)
+        }
+    }
+}
+
+/// `min * 2^(n-1)`, capped at `max`, then a random point in its upper half (jitter keeps many
+/// CRs that failed together from retrying together).
+pub fn backoff(settings: &DeliverySettings, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    let base = settings
+        .min_backoff
+        .saturating_mul(1u32 << exp)
+        .min(settings.max_backoff);
+    let half = base / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,441 @@
+//! One collector job: a `MetricAccess` with `remoteWrite.enabled`. Every interval it reads the
+//! window since the last one, shapes it and queues it for every endpoint of the CR's target.
+//! The window only advances when the read succeeded and the target resolved, so a failed cycle
+//! is retried by the next one (no gap), and no sample is read twice (no duplicate).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::delivery::{Delivery, DeliverySettings, Payload};
+use super::shape::{ShapeStats, Shaper};
+use super::source::{self, Upstream, Window};
+use super::target::{self, Endpoint, FileSecrets};
+use super::{Inputs, pushgateway};
+use crate::backend::health::rfc3339;
+use crate::config::RemoteWriteConfig;
+use crate::relabel::RelabelProgram;
+use crate::remote_write::{TimeSeries, WriteRequest, encode_write_request};
+use crate::telemetry::{CycleLabels, EndpointLabels, Metrics, ResourceLabels};
+use crate::tenant::AccessResource;
+
+/// What `/collected-metrics` shows of a job.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JobStatus {
+    pub namespace: String,
+    pub name: String,
+    pub interval_seconds: u64,
+    /// `starting`, `ok`, `read_error`, `target_error`.
+    pub state: String,
+    pub last_cycle: Option<String>,
+    pub last_cycle_duration_ms: Option<u64>,
+    /// The last window read (inclusive, Unix ms).
+    pub last_window: Option<(i64, i64)>,
+    /// Samples up to this time (Unix ms) have been read.
+    pub collected_until_ms: Option<i64>,
+    /// Start of the first window this job read (Unix ms): with `collected_until_ms`, the range
+    /// the targets hold.
+    pub first_window_start_ms: Option<i64>,
+    /// The infrastructure member that answered last.
+    pub source: Option<String>,
+    pub last_shape: Option<ShapeStats>,
+    pub cycles_ok: u64,
+    pub cycles_failed: u64,
+    /// Milliseconds of source data skipped because a window exceeded `max_window`.
+    pub skipped_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// A running job and what the manager needs to stop or replace it.
+pub struct Job {
+    pub fingerprint: String,
+    pub status: Arc<Mutex<JobStatus>>,
+    pub deliveries: Arc<Mutex<BTreeMap<String, Arc<Delivery>>>>,
+    stop: watch::Sender<bool>,
+    cycle_task: JoinHandle<()>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a job is started with.
+pub struct JobStart {
+    pub resource: Arc<AccessResource>,
+    pub interval: Duration,
+    pub program: RelabelProgram,
+    pub config: Arc<RemoteWriteConfig>,
+    pub inputs: Arc<dyn Inputs>,
+    pub metrics: Arc<Metrics>,
+    pub client: reqwest::Client,
+    pub fingerprint: String,
+    /// Continue after this time (Unix ms) instead of one interval ago: the job replaces one
+    /// that read up to there.
+    pub resume_after_ms: Option<i64>,
+}
+
+impl Job {
+    pub fn start(s: JobStart) -> Job {
+        let status = Arc::new(Mutex::new(JobStatus {
+            namespace: s.resource.namespace.clone(),
+            name: s.resource.name.clone(),
+            interval_seconds: s.interval.as_secs(),
+            state: "starting".into(),
+            ..Default::default()
+        }));
+        let deliveries = Arc::new(Mutex::new(BTreeMap::new()));
+        let workers = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stop_rx) = watch::channel(false);
+        let fingerprint = s.fingerprint.clone();
+        let runner = Runner {
+            shaper: Shaper::new(
+                s.program.clone(),
+                s.resource
+                    .spec
+                    .remote_write
+                    .as_ref()
+                    .map(|rw| &rw.extra_labels)
+                    .unwrap_or(&BTreeMap::new()),
+                s.resource
+                    .spec
+                    .remote_write
+                    .as_ref()
+                    .is_some_and(|rw| rw.honor_labels),
+            ),
+            start: s,
+            preferred: None,
+            status: status.clone(),
+            deliveries: deliveries.clone(),
+            workers: workers.clone(),
+            stop_rx: stop_rx.clone(),
+        };
+        let cycle_task = tokio::spawn(runner.run(stop_rx));
+        Job {
+            fingerprint,
+            status,
+            deliveries,
+            stop,
+            cycle_task,
+            workers,
+        }
+    }
+
+    /// Samples up to this time were read (for a replacement job to continue from).
+    pub fn collected_until_ms(&self) -> Option<i64> {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .collected_until_ms
+    }
+
+    /// Stop collecting; queues drain in the background for up to `grace`, then are dropped.
+    pub fn stop(self, grace: Duration) -> JoinHandle<()> {
+        let _ = self.stop.send(true);
+        self.cycle_task.abort();
+        let workers: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + grace;
+            for mut worker in workers {
+                if tokio::time::timeout_at(deadline, &mut worker)
+                    .await
+                    .is_err()
+                {
+                    worker.abort();
+                }
+            }
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+struct Runner {
+    start: JobStart,
+    shaper: Shaper,
+    preferred: Option<String>,
+    status: Arc<Mutex<JobStatus>>,
+    deliveries: Arc<Mutex<BTreeMap<String, Arc<Delivery>>>>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stop_rx: watch::Receiver<bool>,
+}
+
+impl Runner {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let s = &self.start;
+        let lag = s.config.collection_lag.as_millis() as i64;
+        let interval_ms = s.interval.as_millis() as i64;
+        let mut last_end = s
+            .resume_after_ms
+            .unwrap_or_else(|| now_ms() - lag - interval_ms);
+        let mut ticker = tokio::time::interval(s.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            last_end = self.cycle(last_end).await;
+        }
+    }
+
+    /// One cycle; returns the new end of the collected range.
+    async fn cycle(&mut self, last_end: i64) -> i64 {
+        let started = std::time::Instant::now();
+        let s = &self.start;
+        let ns = s.resource.namespace.clone();
+        let labels = ResourceLabels {
+            namespace: ns.clone(),
+            resource: s.resource.name.clone(),
+        };
+        let end = now_ms() - s.config.collection_lag.as_millis() as i64;
+        let max_window = s.config.max_window.as_millis() as i64;
+        let mut start = last_end + 1;
+        let mut skipped = 0;
+        if end - start + 1 > max_window {
+            skipped = end - max_window + 1 - start;
+            start = end - max_window + 1;
+        }
+        if end < start {
+            return last_end;
+        }
+        let Some(rw) = s.resource.spec.remote_write.as_ref() else {
+            return last_end;
+        };
+        let secrets = FileSecrets {
+            directory: s.config.secrets_directory.clone(),
+        };
+        let endpoints = match target::endpoints(&ns, rw, &s.config, &secrets) {
+            Ok(e) => e,
+            Err(error) => {
+                // The window does not advance: once the target resolves (a Secret appears),
+                // the data since then is still collected, up to `max_window`.
+                tracing::warn!(namespace = %ns, resource = %s.resource.name, %error, "collector target unusable");
+                self.finish(&labels, "target_error", started, Some(error), None);
+                return last_end;
+            }
+        };
+        let upstream = match &s.config.prom_label_proxy_url {
+            Some(url) => Upstream::LabelProxy {
+                url: url.clone(),
+                header: s.config.prom_label_proxy_header.clone(),
+                client: s.client.clone(),
+            },
+            None => Upstream::Backends(s.inputs.backends()),
+        };
+        let window = Window {
+            start_ms: start,
+            end_ms: end,
+        };
+        let read = source::read(
+            &upstream,
+            &ns,
+            &s.resource.policy,
+            window,
+            s.config.request_timeout,
+            self.preferred.as_deref(),
+            s.config.collection_method,
+        )
+        .await;
+        let outcome = match read {
+            Ok(o) => o,
+            Err(error) => {
+                tracing::warn!(namespace = %ns, resource = %s.resource.name, %error, "collection failed; the next cycle reads this window again");
+                self.finish(
+                    &labels,
+                    "read_error",
+                    started,
+                    Some(error.to_string()),
+                    None,
+                );
+                return last_end;
+            }
+        };
+        self.preferred = Some(outcome.member.clone());
+        let collected_samples: usize = outcome.series.iter().map(|t| t.samples.len()).sum();
+        let m = &s.metrics.collector;
+        m.series_collected
+            .get_or_create(&labels)
+            .inc_by(outcome.series.len() as u64);
+        m.samples_collected
+            .get_or_create(&labels)
+            .inc_by(collected_samples as u64);
+        let (shaped, stats) = self.shaper.shape(outcome.series, end);
+        m.stale_markers
+            .get_or_create(&labels)
+            .inc_by(stats.stale_markers as u64);
+        m.last_success.get_or_create(&labels).set(end / 1000);
+        let remote_write = encode_batches(&shaped, self.start.config.batch_size);
+        let pushgateway = Payload {
+            body: pushgateway::render_for_group(&shaped, &["job"]).into(),
+            series: shaped.len(),
+            samples: shaped.len(),
+        };
+        for endpoint in endpoints {
+            let delivery = self.delivery(endpoint);
+            match delivery.protocol() {
+                target::Protocol::RemoteWrite => delivery.enqueue(remote_write.clone()),
+                target::Protocol::Pushgateway => delivery.enqueue(vec![pushgateway.clone()]),
+            }
+        }
+        {
+            let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            st.collected_until_ms = Some(end);
+            st.first_window_start_ms.get_or_insert(start);
+            st.last_window = Some((start, end));
+            st.source = Some(outcome.member.clone());
+            st.skipped_ms += skipped;
+        }
+        let error = (!outcome.failed.is_empty()).then(|| {
+            format!(
+                "failed over: {}",
+                outcome
+                    .failed
+                    .iter()
+                    .map(|(m, e)| format!("{m}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        });
+        self.finish(&labels, "ok", started, error, Some(stats));
+        end
+    }
+
+    fn finish(
+        &self,
+        labels: &ResourceLabels,
+        state: &str,
+        started: std::time::Instant,
+        error: Option<String>,
+        shape: Option<ShapeStats>,
+    ) {
+        self.start
+            .metrics
+            .collector
+            .cycles
+            .get_or_create(&CycleLabels {
+                namespace: labels.namespace.clone(),
+                resource: labels.resource.clone(),
+                outcome: state.to_string(),
+            })
+            .inc();
+        let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        st.state = state.to_string();
+        st.last_cycle = Some(rfc3339(SystemTime::now()));
+        st.last_cycle_duration_ms = Some(started.elapsed().as_millis() as u64);
+        if state == "ok" {
+            st.cycles_ok += 1;
+        } else {
+            st.cycles_failed += 1;
+        }
+        if error.is_some() || state == "ok" {
+            st.last_error = error;
+        }
+        if shape.is_some() {
+            st.last_shape = shape;
+        }
+    }
+
+    /// The endpoint's delivery, created (with its worker) on first use, updated afterwards.
+    fn delivery(&self, endpoint: Endpoint) -> Arc<Delivery> {
+        let s = &self.start;
+        let existing = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&endpoint.name)
+            .cloned();
+        if let Some(d) = &existing
+            && let Some(client) = d.client_for_tls(&endpoint.tls)
+        {
+            d.update(endpoint, client);
+            return d.clone();
+        }
+        let client = match client_for(&endpoint, &s.client) {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(url = %endpoint.url, %error, "TLS settings unusable; using the default client");
+                s.client.clone()
+            }
+        };
+        let mut deliveries = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(d) = deliveries.get(&endpoint.name) {
+            d.update(endpoint, client);
+            return d.clone();
+        }
+        let name = endpoint.name.clone();
+        let d = Delivery::new(
+            EndpointLabels {
+                namespace: s.resource.namespace.clone(),
+                resource: s.resource.name.clone(),
+                target: name.clone(),
+            },
+            endpoint,
+            client,
+            DeliverySettings {
+                capacity: s.config.queue_capacity,
+                request_timeout: s.config.request_timeout,
+                min_backoff: s.config.min_backoff,
+                max_backoff: s.config.max_backoff,
+            },
+            s.metrics.clone(),
+        );
+        let worker = tokio::spawn(d.clone().run(self.stop_rx.clone()));
+        self.workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(worker);
+        deliveries.insert(name, d.clone());
+        d
+    }
+}
+
+/// Remote-write requests of at most `batch_size` series each.
+pub fn encode_batches(series: &[TimeSeries], batch_size: usize) -> Vec<Payload> {
+    series
+        .chunks(batch_size.max(1))
+        .map(|chunk| {
+            let request = WriteRequest {
+                timeseries: chunk.to_vec(),
+                metadata: Vec::new(),
+            };
+            Payload {
+                body: encode_write_request(&request).into(),
+                series: chunk.len(),
+                samples: chunk.iter().map(|t| t.samples.len()).sum(),
+            }
+        })
+        .collect()
+}
+
+/// An endpoint with TLS options gets its own client (CA file, skip-verify).
+fn client_for(endpoint: &Endpoint, default: &reqwest::Client) -> Result<reqwest::Client, String> {
+    let Some(tls) = &endpoint.tls else {
+        return Ok(default.clone());
+    };
+    let mut builder =
+        reqwest::Client::builder().danger_accept_invalid_certs(tls.insecure_skip_verify);
+    if let Some(ca) = &tls.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("tlsConfig.caFile {ca}: {e}"))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("tlsConfig.caFile {ca}: not a PEM certificate: {e}"))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| e.to_string())
+}

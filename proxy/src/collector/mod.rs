@@ -1,0 +1,227 @@
+//! The collector (DESIGN §5): for every `MetricAccess` with `remoteWrite.enabled`, copy the
+//! tenant's allowed series from infrastructure Prometheus to the tenant's own targets.
+//!
+//! - [`source`]: remote read of a contiguous window, with HA failover;
+//! - [`shape`]: `metricRelabelings`, `extraLabels`/`honorLabels`, staleness markers;
+//! - [`target`]: endpoint addresses (every StatefulSet replica), credentials from Secrets;
+//! - [`delivery`]: one bounded queue and retrying worker per endpoint;
+//! - [`pushgateway`]: the text format and group path of Pushgateway targets;
+//! - [`job`]: the per-CR cycle; this module reconciles jobs with the tenant store.
+
+pub mod delivery;
+pub mod job;
+pub mod pushgateway;
+pub mod shape;
+pub mod source;
+pub mod target;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::backend::BackendPool;
+use crate::config::RemoteWriteConfig;
+use crate::relabel::RelabelProgram;
+use crate::telemetry::Metrics;
+use crate::tenant::{AccessResource, TenantStore};
+use job::{Job, JobStart};
+
+/// How often the tenant store and the settings are compared with the running jobs.
+const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+/// What the collector reads from the running proxy; swapped by a config reload.
+pub trait Inputs: Send + Sync + 'static {
+    fn config(&self) -> Arc<RemoteWriteConfig>;
+    fn backends(&self) -> Arc<BackendPool>;
+}
+
+/// Runs one [`Job`] per enabled CR, restarting a job when its CR or the settings change.
+pub struct Collector {
+    tenants: Arc<TenantStore>,
+    inputs: Arc<dyn Inputs>,
+    metrics: Arc<Metrics>,
+    client: reqwest::Client,
+    jobs: Mutex<BTreeMap<(String, String), Job>>,
+    loop_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector").finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// Start reconciling in the background.
+    pub fn spawn(
+        tenants: Arc<TenantStore>,
+        inputs: Arc<dyn Inputs>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Collector> {
+        crate::backend::install_crypto_provider();
+        let collector = Arc::new(Collector {
+            tenants,
+            inputs,
+            metrics,
+            client: reqwest::Client::builder()
+                // A redirect would send a tenant's series (and credentials) somewhere else.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!(
+                    "prometheus-multi-tenant-proxy/",
+                    env!("CARGO_PKG_VERSION")
+                ))
+                .build()
+                .unwrap_or_default(),
+            jobs: Mutex::new(BTreeMap::new()),
+            loop_task: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&collector);
+        let task = tokio::spawn(async move {
+            loop {
+                match weak.upgrade() {
+                    Some(c) => c.reconcile(),
+                    None => return,
+                }
+                tokio::time::sleep(RECONCILE_EVERY).await;
+            }
+        });
+        *collector
+            .loop_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task);
+        collector
+    }
+
+    /// Bring the jobs in line with the store and the settings: start new ones, restart changed
+    /// ones (continuing from where the old one stopped reading), stop removed ones.
+    pub fn reconcile(&self) {
+        let config = self.inputs.config();
+        let snapshot = self.tenants.snapshot();
+        let mut desired: BTreeMap<(String, String), (Arc<AccessResource>, String)> =
+            BTreeMap::new();
+        if config.enabled {
+            for r in &snapshot.resources {
+                if r.spec.remote_write.as_ref().is_some_and(|rw| rw.enabled) {
+                    let fingerprint =
+                        serde_json::to_string(&(&r.spec, &r.policy, &*config)).unwrap_or_default();
+                    desired.insert(
+                        (r.namespace.clone(), r.name.clone()),
+                        (r.clone(), fingerprint),
+                    );
+                }
+            }
+        }
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let stale: Vec<(String, String)> = jobs
+            .iter()
+            .filter(|(key, job)| desired.get(*key).is_none_or(|(_, f)| *f != job.fingerprint))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut resume = BTreeMap::new();
+        for key in stale {
+            if let Some(job) = jobs.remove(&key) {
+                tracing::info!(namespace = %key.0, resource = %key.1, "stopping collector job");
+                if let Some(until) = job.collected_until_ms() {
+                    resume.insert(key.clone(), until);
+                }
+                job.stop(config.shutdown_grace);
+            }
+        }
+        for (key, (resource, fingerprint)) in desired {
+            if jobs.contains_key(&key) {
+                continue;
+            }
+            let Some(interval) = resource
+                .spec
+                .collection_interval_or(config.collection_interval)
+            else {
+                continue;
+            };
+            let rules = resource
+                .spec
+                .remote_write
+                .as_ref()
+                .map(|rw| rw.metric_relabelings.as_slice())
+                .unwrap_or_default();
+            // The source refuses CRs with invalid rules; this only guards the invariant.
+            let Ok(program) = RelabelProgram::compile(rules) else {
+                continue;
+            };
+            tracing::info!(namespace = %key.0, resource = %key.1, interval_s = interval.as_secs(), "starting collector job");
+            let job = Job::start(JobStart {
+                resource,
+                interval,
+                program,
+                config: config.clone(),
+                inputs: self.inputs.clone(),
+                metrics: self.metrics.clone(),
+                client: self.client.clone(),
+                fingerprint,
+                resume_after_ms: resume.get(&key).copied(),
+            });
+            jobs.insert(key, job);
+        }
+    }
+
+    /// `/collected-metrics`: per CR, the last cycle and every endpoint's delivery.
+    pub fn status_json(&self) -> serde_json::Value {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let list: Vec<serde_json::Value> = jobs
+            .values()
+            .map(|job| {
+                let status = job
+                    .status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let targets: BTreeMap<String, delivery::DeliveryStats> = job
+                    .deliveries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .map(|(name, d)| (name.clone(), d.stats()))
+                    .collect();
+                let mut v = serde_json::to_value(status).unwrap_or_default();
+                v["targets"] = serde_json::to_value(targets).unwrap_or_default();
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "enabled": self.inputs.config().enabled,
+            "resources": list,
+        })
+    }
+
+    /// Stop every job and give queues `grace` to drain.
+    pub async fn shutdown(&self) {
+        if let Some(task) = self
+            .loop_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        let grace = self.inputs.config().shutdown_grace;
+        let jobs = std::mem::take(&mut *self.jobs.lock().unwrap_or_else(PoisonError::into_inner));
+        let drains: Vec<JoinHandle<()>> = jobs.into_values().map(|j| j.stop(grace)).collect();
+        for d in drains {
+            let _ = d.await;
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .loop_task
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Where the collector reads: every raw sample of a time window, with its own timestamp, from
+//! one infrastructure Prometheus (failing over to the next member of the HA group), by remote
+//! read (`/api/v1/read`, one query per policy clause), or by range-selector queries
+//! (`{clause}[<window>]` evaluated at the window's end) where remote read is not offered, as
+//! behind prom-label-proxy.
+//!
+//! Not instant queries (they stamp the evaluation time on the latest sample and invent
+//! samples) and not `/federate` (latest sample only): both lose or invent data whenever the
+//! interval is longer than the scrape interval.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::BackendPool;
+use crate::backend::health::describe;
+use crate::remote_write::proto::{label_matcher, read_request};
+use crate::remote_write::{
+    self, CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF, Label,
+    ReadRequest, ReadResponse, TimeSeries,
+};
+use crate::tenant::{Clause, MatchKind, Policy};
+
+/// Largest decompressed remote-read answer accepted (Prometheus' own default sample limit,
+/// 5e7 samples, is far beyond what one tenant window should hold).
+const MAX_READ_BYTES: usize = 512 * 1024 * 1024;
+
+/// An inclusive window of sample timestamps in milliseconds: `(last_end, end]` is sent as
+/// `[last_end + 1, end]`, which is what remote read's `[start, end]` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// How samples are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// `/api/v1/read`: raw samples, staleness markers included, one request per window.
+    #[default]
+    RemoteRead,
+    /// `/api/v1/query` with `{clause}[<window>ms]` at the window's end: raw samples too (range
+    /// selectors return them unchanged), one request per clause; staleness markers are not
+    /// returned, so only the collector's own markers reach the target.
+    Query,
+}
+
+/// Where to read from.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// The read group of the backend pool (its health probes choose the member).
+    Backends(Arc<BackendPool>),
+    /// A prom-label-proxy (or any remote-read endpoint) that enforces the tenant itself; the
+    /// tenant goes in `header`.
+    LabelProxy {
+        url: String,
+        header: String,
+        client: reqwest::Client,
+    },
+}
+
+/// What one read returned.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// Series with their samples, de-duplicated across clauses, labels sorted.
+    pub series: Vec<TimeSeries>,
+    /// Base URL of the member that answered.
+    pub member: String,
+    /// Members that failed before it, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("no healthy infrastructure Prometheus to read from")]
+    NoBackend,
+    #[error("every infrastructure Prometheus failed: {}", describe_failures(.0))]
+    AllFailed(Vec<(String, String)>),
+    #[error("invalid policy clause: {0}")]
+    Clause(String),
+}
+
+fn describe_failures(failures: &[(String, String)]) -> String {
+    failures
+        .iter()
+        .map(|(member, why)| format!("{member}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The remote-read request for `policy` over `window`: one query per clause.
+pub fn read_request(policy: &Policy, window: Window) -> ReadRequest {
+    ReadRequest {
+        queries: policy
+            .clauses
+            .iter()
+            .map(|clause| query(clause, window))
+            .collect(),
+        accepted_response_types: vec![read_request::ResponseType::Samples as i32],
+    }
+}
+
+fn query(clause: &Clause, window: Window) -> remote_write::proto::Query {
+    remote_write::proto::Query {
+        start_timestamp_ms: window.start_ms,
+        end_timestamp_ms: window.end_ms,
+        matchers: clause
+            .matchers
+            .iter()
+            .map(|m| remote_write::proto::LabelMatcher {
+                r#type: match m.kind {
+                    MatchKind::Equal => label_matcher::Type::Eq,
+                    MatchKind::NotEqual => label_matcher::Type::Neq,
+                    MatchKind::Regex => label_matcher::Type::Re,
+                    MatchKind::NotRegex => label_matcher::Type::Nre,
+                } as i32,
+                name: m.name.clone(),
+                value: m.value.clone(),
+            })
+            .collect(),
+        hints: None,
+    }
+}
+
+/// Read `window` for `policy` (the CR's compiled policy: never wider than the read path's).
+/// `tenant` is sent to a label proxy only. `prefer`: the member that answered last, tried first
+/// while it is healthy, so consecutive windows come from the same scraper (HA members stamp
+/// their samples differently).
+pub async fn read(
+    upstream: &Upstream,
+    tenant: &str,
+    policy: &Policy,
+    window: Window,
+    timeout: Duration,
+    prefer: Option<&str>,
+    method: Method,
+) -> Result<ReadOutcome, ReadError> {
+    if policy.clauses.is_empty() {
+        return Ok(ReadOutcome::default());
+    }
+    // A label proxy offers no remote read.
+    let method = match upstream {
+        Upstream::LabelProxy { .. } => Method::Query,
+        Upstream::Backends(_) => method,
+    };
+    let body = remote_write::encode_snappy(&read_request(policy, window));
+    let (client, members, header) = match upstream {
+        Upstream::Backends(pool) => {
+            let members: Vec<String> = pool
+                .routable_read_members()
+                .iter()
+                .map(|m| m.url.clone())
+                .collect();
+            (pool.client().clone(), members, None)
+        }
+        Upstream::LabelProxy {
+            url,
+            header,
+            client,
+        } => (
+            client.clone(),
+            vec![url.trim_end_matches('/').to_string()],
+            Some(header.as_str()),
+        ),
+    };
+    if members.is_empty() {
+        return Err(ReadError::NoBackend);
+    }
+    let mut members = members;
+    if let Some(at) = prefer.and_then(|p| members.iter().position(|m| m == p)) {
+        members[..=at].rotate_right(1);
+    }
+    let mut failed = Vec::new();
+    for member in members {
+        let tenant_header = header.map(|h| (h, tenant));
+        let result = match method {
+            Method::RemoteRead => {
+                let mut request = client
+                    .post(format!("{member}/api/v1/read"))
+                    .header(CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY)
+                    .header(CONTENT_TYPE, CONTENT_TYPE_PROTOBUF)
+                    .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+                    .timeout(timeout)
+                    .body(body.clone());
+                if let Some((name, value)) = tenant_header {
+                    request = request.header(name, value);
+                }
+                fetch(request).await.map(merge_results)
+            }
+            Method::Query => {
+                query_range_selectors(&client, &member, tenant_header, policy, window, timeout)
+                    .await
+            }
+        };
+        match result {
+            Ok(series) => {
+                return Ok(ReadOutcome {
+                    series,
+                    member,
+                    failed,
+                });
+            }
+            Err(why) => {
+                tracing::warn!(%member, tenant, error = %why, "remote read failed; trying the next member");
+                failed.push((member, why));
+            }
+        }
+    }
+    Err(ReadError::AllFailed(failed))
+}
+
+/// Send and read a successful answer's body; anything else is an error naming the status and
+/// the start of the answer.
+async fn body_of(request: reqwest::RequestBuilder) -> Result<bytes::Bytes, String> {
+    let response = request.send().await.map_err(|e| describe(&e))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| describe(&e))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+        return Err(format!("HTTP {}: {}", status.as_u16(), text.trim()));
+    }
+    Ok(bytes)
+}
+
+async fn fetch(request: reqwest::RequestBuilder) -> Result<ReadResponse, String> {
+    let bytes = body_of(request).await?;
+    remote_write::decode_snappy::<ReadResponse>(&bytes, MAX_READ_BYTES)
+        .map_err(|e| format!("unreadable remote-read answer: {e}"))
+}
+
+/// Query mode: one `{clause}[<range>ms]` instant query per clause at the window's end. The
+/// range reaches 1 ms before the window and samples before it are dropped here, so the result is
+/// exactly `[start, end]` whether range selectors include their left end (Prometheus 2) or not
+/// (Prometheus 3).
+async fn query_range_selectors(
+    client: &reqwest::Client,
+    member: &str,
+    tenant_header: Option<(&str, &str)>,
+    policy: &Policy,
+    window: Window,
+    timeout: Duration,
+) -> Result<Vec<TimeSeries>, String> {
+    let range_ms = window.end_ms - window.start_ms + 1;
+    let time = format!(
+        "{}.{:03}",
+        window.end_ms.div_euclid(1000),
+        window.end_ms.rem_euclid(1000)
+    );
+    let mut results = Vec::new();
+    for clause in &policy.clauses {
+        let selector = clause
+            .to_selector()
+            .map_err(|e| format!("invalid clause: {e}"))?;
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", &format!("{selector}[{range_ms}ms]"))
+            .append_pair("time", &time)
+            .finish();
+        let mut request = client
+            .post(format!("{member}/api/v1/query"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form)
+            .timeout(timeout);
+        if let Some((name, value)) = tenant_header {
+            request = request.header(name, value);
+        }
+        let bytes = body_of(request).await?;
+        results.push(remote_write::proto::QueryResult {
+            timeseries: parse_matrix(&bytes, window.start_ms)?,
+        });
+    }
+    Ok(merge_results(ReadResponse { results }))
+}
+
+#[derive(serde::Deserialize)]
+struct QueryAnswer {
+    data: QueryData,
+}
+
+#[derive(serde::Deserialize)]
+struct QueryData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Vec<MatrixSeries>,
+}
+
+#[derive(serde::Deserialize)]
+struct MatrixSeries {
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// A `matrix` answer as series, samples before `start_ms` dropped.
+fn parse_matrix(body: &[u8], start_ms: i64) -> Result<Vec<TimeSeries>, String> {
+    let answer: QueryAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable query answer: {e}"))?;
+    if answer.data.result_type != "matrix" {
+        return Err(format!(
+            "expected a matrix answer, got {}",
+            answer.data.result_type
+        ));
+    }
+    let mut out = Vec::new();
+    for s in answer.data.result {
+        let mut samples = Vec::with_capacity(s.values.len());
+        for (t, v) in s.values {
+            let timestamp = (t * 1000.0).round() as i64;
+            if timestamp < start_ms {
+                continue;
+            }
+            let value = match v.as_str() {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                "NaN" => f64::NAN,
+                other => other
+                    .parse()
+                    .map_err(|_| format!("unreadable sample value {other:?}"))?,
+            };
+            samples.push(remote_write::Sample { value, timestamp });
+        }
+        out.push(TimeSeries {
+            labels: s
+                .metric
+                .into_iter()
+                .map(|(name, value)| Label { name, value })
+                .collect(),
+            samples,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+/// One series per label set: clauses may overlap, and then both results hold the series with
+/// the same samples.
+fn merge_results(response: ReadResponse) -> Vec<TimeSeries> {
+    let mut by_labels: BTreeMap<Vec<Label>, TimeSeries> = BTreeMap::new();
+    for result in response.results {
+        for mut series in result.timeseries {
+            series.labels.sort_by(|a, b| a.name.cmp(&b.name));
+            by_labels.entry(series.labels.clone()).or_insert(series);
+        }
+    }
+    by_labels.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::LabelMatcher;
+
+    #[test]
+    fn one_query_per_clause_with_the_exact_window() {
+        let policy = Policy {
+            clauses: vec![
+                Clause::new(vec![
+                    LabelMatcher::new("__name__", MatchKind::Regex, "a|b"),
+                    LabelMatcher::equal("namespace", "t"),
+                ]),
+                Clause::new(vec![LabelMatcher::new("job", MatchKind::NotEqual, "x")]),
+            ],
+        };
+        let req = read_request(
+            &policy,
+            Window {
+                start_ms: 1001,
+                end_ms: 2000,
+            },
+        );
+        assert_eq!(req.queries.len(), 2);
+        assert!(
+            req.queries
+                .iter()
+                .all(|q| q.start_timestamp_ms == 1001 && q.end_timestamp_ms == 2000)
+        );
+        let first = &req.queries[0].matchers;
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].name, "__name__");
+        assert_eq!(first[0].r#type, label_matcher::Type::Re as i32);
+        assert_eq!(first[1].value, "t");
+        assert_eq!(
+            req.queries[1].matchers[0].r#type,
+            label_matcher::Type::Neq as i32
+        );
+    }
+
+    #[test]
+    fn matrix_answers_keep_raw_samples_inside_the_window() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"__name__":"a","z":"1"},"values":[[99.999,"1"],[100,"2"],[101.5,"+Inf"],[102,"NaN"]]}]}}"#;
+        let series = parse_matrix(body, 100_000).unwrap();
+        assert_eq!(series.len(), 1);
+        let times: Vec<i64> = series[0].samples.iter().map(|s| s.timestamp).collect();
+        assert_eq!(
+            times,
+            [100_000, 101_500, 102_000],
+            "the sample before the window is dropped"
+        );
+        assert_eq!(series[0].samples[1].value, f64::INFINITY);
+        assert!(series[0].samples[2].value.is_nan());
+        assert!(parse_matrix(br#"{"data":{"resultType":"vector","result":[]}}"#, 0).is_err());
+    }
+
+    #[test]
+    fn overlapping_clause_results_are_merged() {
+        let series = |name: &str| TimeSeries {
+            labels: vec![
+                Label {
+                    name: "z".into(),
+                    value: "1".into(),
+                },
+                Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let response = ReadResponse {
+            results: vec![
+                remote_write::proto::QueryResult {
+                    timeseries: vec![series("a"), series("b")],
+                },
+                remote_write::proto::QueryResult {
+                    timeseries: vec![series("b")],
+                },
+            ],
+        };
+        let merged = merge_results(response);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].labels[0].name, "__name__", "labels sorted");
+    }
+}
