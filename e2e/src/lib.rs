@@ -5,6 +5,7 @@ pub mod api;
 pub mod lab;
 pub mod process;
 pub mod prometheus;
+pub mod pushgateway;
 pub mod seed;
 pub mod tools;
 pub mod workload;
@@ -12,7 +13,10 @@ pub mod workload;
 #[cfg(test)]
 mod process_tests;
 #[cfg(test)]
+mod pushgateway_tests;
+#[cfg(test)]
 mod smoke_tests;
 
 pub use lab::SharedLab;
-pub use prometheus::{Launcher, LocalProcessLauncher, Prometheus};
+pub use prometheus::{Launcher, LocalProcessLauncher, Prometheus, StartOptions};
+pub use pushgateway::Pushgateway;

@@ -141,6 +141,17 @@ impl ChildGuard {
     /// Poll `url` with HTTP GET until it answers 200. Fails early if the process exits; errors
     /// carry the last 20 log lines.
     pub fn wait_ready(&mut self, url: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_ready_with(url, timeout, None)
+    }
+
+    /// [`ChildGuard::wait_ready`], sending `authorization` (the full header value, e.g.
+    /// `Basic dXNlcjpwYXNz`) with every probe.
+    pub fn wait_ready_with(
+        &mut self,
+        url: &str,
+        timeout: Duration,
+        authorization: Option<&str>,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.exited() {
@@ -152,7 +163,7 @@ impl ChildGuard {
                     self.log_tail(20)
                 );
             }
-            let last = match http_get_status(url, Duration::from_secs(2)) {
+            let last = match http_get_status_with(url, Duration::from_secs(2), authorization) {
                 Ok(200) => return Ok(()),
                 Ok(code) => format!("HTTP {code}"),
                 Err(e) => format!("{e:#}"),
@@ -231,6 +242,15 @@ pub fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
 /// Minimal blocking HTTP/1.0 GET over plain TCP, returning the status code. Sync on purpose: it
 /// works inside and outside an async runtime, and readiness polling needs nothing more.
 pub fn http_get_status(url: &str, timeout: Duration) -> anyhow::Result<u16> {
+    http_get_status_with(url, timeout, None)
+}
+
+/// [`http_get_status`] with an optional `Authorization` header value.
+pub fn http_get_status_with(
+    url: &str,
+    timeout: Duration,
+    authorization: Option<&str>,
+) -> anyhow::Result<u16> {
     let rest = url
         .strip_prefix("http://")
         .context("only http:// URLs are supported")?;
@@ -244,9 +264,12 @@ pub fn http_get_status(url: &str, timeout: Duration) -> anyhow::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let auth = authorization
+        .map(|v| format!("Authorization: {v}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n"
     )?;
     let mut head = [0u8; 64];
     let mut n = 0;

@@ -144,3 +144,33 @@ fn prometheus_scrapes_the_workload_exposition() {
     );
     drop(rt);
 }
+
+#[test]
+fn basic_auth_prometheus_rejects_anonymous_requests() {
+    if prometheus_bin().is_none() {
+        skip_or_fail("Prometheus binary not found; run `cargo xtask tools` or set PROMETHEUS_BIN");
+        return;
+    }
+    let opts = crate::prometheus::StartOptions {
+        basic_auth: Some(("alice".into(), "s3cret: \"pw\"".into())),
+        ..Default::default()
+    };
+    let prom = Prometheus::start_with("basic-auth", None, &opts).unwrap();
+    let client = api::client().unwrap();
+    let url = format!("{}/api/v1/query?query=up", prom.url());
+    let status = |auth: Option<(&str, &str)>| {
+        api::block_on(async {
+            let mut req = client.get(&url);
+            if let Some((user, password)) = auth {
+                req = req.basic_auth(user, Some(password));
+            }
+            req.send().await.map(|r| r.status().as_u16())
+        })
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(status(None), 401);
+    assert_eq!(status(Some(("alice", "wrong"))), 401);
+    assert_eq!(status(Some(("alice", "s3cret: \"pw\""))), 200);
+    prom.kill();
+}

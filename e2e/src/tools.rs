@@ -1,4 +1,4 @@
-//! Locating external tools (the Prometheus binary) and the skip-or-fail policy when they are
+//! Locating external tools (the Prometheus and Pushgateway binaries) and the skip-or-fail policy when they are
 //! missing: a developer without Prometheus gets a loud SKIP, CI gets a failure.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +35,40 @@ pub fn require_prometheus() -> anyhow::Result<PathBuf> {
         None => bail!(
             "Prometheus binary not found: run `cargo xtask tools` (installs target/tools/bin/prometheus), \
              or set PROMETHEUS_BIN, or put `prometheus` on PATH"
+        ),
+    }
+}
+
+/// The Pushgateway binary: `$PUSHGATEWAY_BIN`, then
+/// `<root>/target/tools/bin/prometheus-pushgateway` (installed by `cargo xtask tools`), then
+/// `prometheus-pushgateway` or `pushgateway` on `$PATH`.
+pub fn pushgateway_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PUSHGATEWAY_BIN").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
+    let local = workspace_root().join("target/tools/bin/prometheus-pushgateway");
+    if local.is_file() {
+        return Some(local);
+    }
+    let path = std::env::var_os("PATH")?;
+    ["prometheus-pushgateway", "pushgateway"]
+        .iter()
+        .find_map(|name| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+}
+
+/// Like [`pushgateway_bin`], with an error telling how to install it.
+pub fn require_pushgateway() -> anyhow::Result<PathBuf> {
+    match pushgateway_bin() {
+        Some(p) => Ok(p),
+        None => bail!(
+            "Pushgateway binary not found: run `cargo xtask tools` (installs \
+             target/tools/bin/prometheus-pushgateway), or set PUSHGATEWAY_BIN, or put \
+             `prometheus-pushgateway` on PATH"
         ),
     }
 }

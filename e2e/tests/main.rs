@@ -8,6 +8,8 @@
 mod backends;
 mod bad_input;
 mod binary;
+mod collector;
+mod collector_lab;
 mod isolation;
 mod oracle;
 mod support;
@@ -32,12 +34,13 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 5] = [
+    let suites: [Suite; 6] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
         ("backends", backends::cases),
         ("binary", binary::cases),
+        ("collector", collector::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {

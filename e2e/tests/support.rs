@@ -232,6 +232,9 @@ pub struct Env {
     pub lab: e2e::lab::SharedLab,
     pub oracles: BTreeMap<&'static str, Oracle>,
     pub proxy: proxy::http::RunningProxy,
+    /// The collector's processes, started by the first collector test.
+    pub collector:
+        std::sync::OnceLock<std::result::Result<crate::collector_lab::CollectorLab, String>>,
 }
 
 impl Env {
@@ -267,6 +270,7 @@ impl Env {
             lab,
             oracles,
             proxy,
+            collector: std::sync::OnceLock::new(),
         }))
     }
 
@@ -317,6 +321,16 @@ impl Env {
             out.insert(*tenant, Oracle { prom, series });
         }
         Ok(out)
+    }
+
+    /// The collector lab, started once (a failed start fails every collector test).
+    pub fn collector_lab(&self) -> Result<&crate::collector_lab::CollectorLab> {
+        self.collector
+            .get_or_init(|| {
+                crate::collector_lab::CollectorLab::start(self).map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("collector lab: {e}"))
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
