@@ -1,6 +1,7 @@
 //! `cargo xtask up|down|status`: the local lab — the synthetic workload, two infrastructure
 //! Prometheus scraping it (one HA group with identical series), and the proxy in front of them,
-//! all detached processes on 127.0.0.1 with logs and pidfiles under `target/lab/`.
+//! the tenants' own targets the proxy's collector copies series to ([`targets`]), all detached
+//! processes on 127.0.0.1 with logs and pidfiles under `target/lab/`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +22,8 @@ use crate::tools;
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
     /// Base port: proxy API = base, admin = base+1, infra-a = base+10, infra-b = base+11,
-    /// workload = base+20. Any other value than the default renders a shifted copy of
+    /// workload = base+20, tenant targets = base+30..33 and base+40. Any other value than the
+    /// default renders a shifted copy of
     /// fixtures/configs/lab.yaml into target/lab/.
     #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
     pub base_port: u16,
@@ -38,6 +40,11 @@ pub struct Ports {
     pub infra_a: u16,
     pub infra_b: u16,
     pub workload: u16,
+    pub team_a: u16,
+    pub team_b_0: u16,
+    pub team_b_1: u16,
+    pub team_c: u16,
+    pub team_d: u16,
 }
 
 impl Ports {
@@ -48,6 +55,11 @@ impl Ports {
             infra_a: base + render::INFRA_A_OFFSET,
             infra_b: base + render::INFRA_B_OFFSET,
             workload: base + render::WORKLOAD_OFFSET,
+            team_a: base + render::TEAM_A_PROMETHEUS_OFFSET,
+            team_b_0: base + render::TEAM_B_PROMETHEUS_0_OFFSET,
+            team_b_1: base + render::TEAM_B_PROMETHEUS_1_OFFSET,
+            team_c: base + render::TEAM_C_REMOTE_WRITE_OFFSET,
+            team_d: base + render::TEAM_D_PUSHGATEWAY_OFFSET,
         }
     }
 }
@@ -62,7 +74,7 @@ fn lab_dir(root: &Path) -> PathBuf {
 
 const TENANT_HEADER: &str = "X-Tenant-Namespace";
 
-/// Process specs in start order. `proxy_config` is the config the proxy gets.
+/// Process specs in start order, the proxy last. `proxy_config` is the config the proxy gets.
 fn specs(root: &Path, ports: &Ports, proxy_config: &Path) -> Vec<Spec> {
     let lab = lab_dir(root);
     let prometheus = tools::bin_dir(root).join("prometheus");
@@ -81,7 +93,7 @@ fn specs(root: &Path, ports: &Ports, proxy_config: &Path) -> Vec<Spec> {
         ],
         addr: local(port),
     };
-    vec![
+    let mut specs = vec![
         Spec {
             name: "workload",
             program: test_cmd::debug_bin(root, "lab-workload"),
@@ -90,20 +102,22 @@ fn specs(root: &Path, ports: &Ports, proxy_config: &Path) -> Vec<Spec> {
         },
         infra("infra-a", ports.infra_a),
         infra("infra-b", ports.infra_b),
-        Spec {
-            name: "proxy",
-            program: test_cmd::debug_bin(root, "prometheus-multi-tenant-proxy"),
-            args: vec![
-                "--config".into(),
-                proxy_config.as_os_str().to_owned(),
-                "--log-format".into(),
-                "text".into(),
-                "--log-level".into(),
-                "info".into(),
-            ],
-            addr: local(ports.api),
-        },
-    ]
+    ];
+    specs.extend(targets::specs(root, ports));
+    specs.push(Spec {
+        name: "proxy",
+        program: test_cmd::debug_bin(root, "prometheus-multi-tenant-proxy"),
+        args: vec![
+            "--config".into(),
+            proxy_config.as_os_str().to_owned(),
+            "--log-format".into(),
+            "text".into(),
+            "--log-level".into(),
+            "info".into(),
+        ],
+        addr: local(ports.api),
+    });
+    specs
 }
 
 /// The proxy config for this base port: the fixture itself, or a shifted copy.
@@ -180,7 +194,7 @@ pub fn up(root: &Path, args: &UpArgs) -> anyhow::Result<()> {
     test_cmd::cargo_run(root, &["build", "-p", "proxy", "--bins"])?;
     test_cmd::cargo_run(root, &["build", "-p", "e2e", "--bin", "lab-workload"])?;
     prepare_files(root, args.base_port, &ports, &config)?;
-    check_proxy_config(&specs[3])?;
+    check_proxy_config(&specs[specs.len() - 1])?;
     // The build may have taken minutes: look again right before binding.
     refuse_taken_ports(&specs, local(ports.admin))?;
 
@@ -188,7 +202,7 @@ pub fn up(root: &Path, args: &UpArgs) -> anyhow::Result<()> {
     let mut failing: Option<usize> = None;
     match start_and_wait(root, &specs, &ports, &mut started, &mut failing) {
         Ok(()) => {
-            print_summary(&ports, &started);
+            print_summary(&lab_dir(root), &ports, &started);
             Ok(())
         }
         Err(e) => {
@@ -232,6 +246,7 @@ fn prepare_files(root: &Path, base: u16, ports: &Ports, config: &Path) -> anyhow
     let infra = render::render_template(&tmpl, &vars)
         .with_context(|| format!("rendering {}", tmpl_path.display()))?;
     std::fs::write(lab.join("infra.yml"), infra)?;
+    targets::prepare(&lab)?;
     if base != DEFAULT_BASE_PORT {
         let fixture = root.join("fixtures/configs/lab.yaml");
         let text = std::fs::read_to_string(&fixture)
@@ -269,27 +284,30 @@ fn start_and_wait(
 ) -> anyhow::Result<()> {
     let lab = lab_dir(root);
     let logs = lab.join("logs");
-    let stages: [(&[usize], Duration); 3] = [
-        (&[0], Duration::from_secs(30)),
-        (&[1, 2], Duration::from_secs(60)),
-        (&[3], Duration::from_secs(60)),
+    let proxy = specs.len() - 1;
+    let stages: [(Vec<usize>, Duration); 4] = [
+        (vec![0], Duration::from_secs(30)),
+        (vec![1, 2], Duration::from_secs(60)),
+        ((3..proxy).collect(), Duration::from_secs(60)),
+        (vec![proxy], Duration::from_secs(60)),
     ];
     for (members, timeout) in stages {
-        for &i in members {
+        for &i in &members {
             let spec = &specs[i];
-            println!("xtask: starting {:<8} {}", spec.name, spec.command_line());
+            println!("xtask: starting {:<13} {}", spec.name, spec.command_line());
             *failing = Some(i);
             started.push(procs::spawn_detached(spec, &lab, &logs)?);
         }
-        for &i in members {
+        for &i in &members {
             *failing = Some(i);
             let spec = &specs[i];
+            let headers = targets::probe_headers(&lab, spec.name)?;
             wait_for(
                 started,
                 i,
                 &format!("{} /-/ready", spec.name),
                 timeout,
-                || Ok(http::get(spec.addr, "/-/ready", &[])?.status == 200),
+                || targets::probe_ready(spec.addr, &headers),
             )?;
         }
         if members.contains(&1) {
@@ -307,7 +325,7 @@ fn start_and_wait(
             }
         }
     }
-    *failing = Some(3);
+    *failing = Some(proxy);
     let api = local(ports.api);
     let path = format!(
         "/api/v1/query?query={}",
@@ -315,7 +333,7 @@ fn start_and_wait(
     );
     wait_for(
         started,
-        3,
+        proxy,
         "a team-a query through the proxy",
         Duration::from_secs(30),
         || {
@@ -391,15 +409,21 @@ fn print_dry_run(root: &Path, base: u16, ports: &Ports, specs: &[Spec], config: 
         } else {
             ""
         };
-        println!("      {:<8} {}{taken}", s.name, s.command_line());
+        println!("      {:<13} {}{taken}", s.name, s.command_line());
     }
+    println!(
+        "  - write {} (random, never printed) and its bcrypt hash into {}",
+        targets::password_file(&lab).display(),
+        lab.join("team-c-web.yml").display()
+    );
     println!("  - proxy admin listener on {}", local(ports.admin));
     println!(
         "  - wait for /-/ready everywhere, a first scrape on both infra members, and a team-a query"
     );
+    print!("{}", targets::summary(&lab, ports));
 }
 
-fn print_summary(ports: &Ports, started: &[Started]) {
+fn print_summary(lab: &Path, ports: &Ports, started: &[Started]) {
     println!("\nThe lab is up.\n");
     println!("  {:<14} {:<8} {:<28} log", "process", "pid", "url");
     for s in started {
@@ -435,6 +459,7 @@ fn print_summary(ports: &Ports, started: &[Started]) {
         h("team-a")
     );
     println!("  curl -s '{admin}/debug/tenants'");
+    print!("{}", targets::summary(lab, ports));
     println!("\nStop it with `cargo xtask down`; inspect it with `cargo xtask status`.");
 }
 
@@ -454,14 +479,14 @@ pub fn down(root: &Path) -> anyhow::Result<()> {
             Ok(pf) if pf.is_alive() => live.push((path, pf)),
             Ok(pf) => {
                 println!(
-                    "{:<10} pid {:<8} not running (stale pidfile removed)",
+                    "{:<13} pid {:<8} not running (stale pidfile removed)",
                     name_of(&path),
                     pf.pid
                 );
                 std::fs::remove_file(&path)?;
             }
             Err(e) => {
-                println!("{:<10} unreadable pidfile removed ({e:#})", name_of(&path));
+                println!("{:<13} unreadable pidfile removed ({e:#})", name_of(&path));
                 std::fs::remove_file(&path)?;
             }
         }
@@ -477,7 +502,7 @@ pub fn down(root: &Path) -> anyhow::Result<()> {
             StopOutcome::Killed => "killed (SIGKILL after 10s)",
             StopOutcome::StillAlive => "STILL RUNNING",
         };
-        println!("{name:<10} pid {:<8} {what}", pf.pid);
+        println!("{name:<13} pid {:<8} {what}", pf.pid);
         if outcome == StopOutcome::StillAlive {
             survivors.push(format!("{name} (pid {})", pf.pid));
         } else {
@@ -502,7 +527,7 @@ pub fn status(root: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<10} {:<8} {:<6} {:<6} url",
+        "{:<13} {:<8} {:<6} {:<6} url",
         "process", "pid", "alive", "ready"
     );
     let mut bad = 0;
@@ -511,22 +536,23 @@ pub fn status(root: &Path) -> anyhow::Result<()> {
         let pf = match PidFile::read(&path) {
             Ok(pf) => pf,
             Err(e) => {
-                println!("{name:<10} unreadable pidfile: {e:#}");
+                println!("{name:<13} unreadable pidfile: {e:#}");
                 bad += 1;
                 continue;
             }
         };
         let alive = pf.is_alive();
+        let headers = targets::probe_headers(&lab_dir(root), &name).unwrap_or_default();
         let ready = alive
             && pf
                 .addr
-                .is_some_and(|a| http::get(a, "/-/ready", &[]).is_ok_and(|r| r.status == 200));
+                .is_some_and(|a| targets::probe_ready(a, &headers).unwrap_or(false));
         let url = pf
             .addr
             .map(|a| format!("http://{a}"))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{name:<10} {:<8} {:<6} {:<6} {url}",
+            "{name:<13} {:<8} {:<6} {:<6} {url}",
             pf.pid,
             yes_no(alive),
             yes_no(ready)
@@ -546,6 +572,8 @@ pub fn status(root: &Path) -> anyhow::Result<()> {
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
+
+mod targets;
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,12 @@ pub const PROXY_ADMIN_OFFSET: u16 = 1;
 pub const INFRA_A_OFFSET: u16 = 10;
 pub const INFRA_B_OFFSET: u16 = 11;
 pub const WORKLOAD_OFFSET: u16 = 20;
+/// The tenants' own targets, where the collector copies their series (`address_overrides`).
+pub const TEAM_A_PROMETHEUS_OFFSET: u16 = 30;
+pub const TEAM_B_PROMETHEUS_0_OFFSET: u16 = 31;
+pub const TEAM_B_PROMETHEUS_1_OFFSET: u16 = 32;
+pub const TEAM_C_REMOTE_WRITE_OFFSET: u16 = 33;
+pub const TEAM_D_PUSHGATEWAY_OFFSET: u16 = 40;
 
 /// Replace every `{{key}}` (whitespace inside the braces allowed) with `vars[key]`. Unknown keys
 /// and unterminated placeholders are errors, so a typo never reaches a rendered config.
@@ -39,8 +45,9 @@ pub fn render_template(template: &str, vars: &BTreeMap<&str, String>) -> anyhow:
 }
 
 /// Rewrite lab.yaml for another base port: every `127.0.0.1:<port>` whose port lies in the
-/// default lab range (base .. base+99) moves by `new_base - DEFAULT_BASE_PORT`, and a relative
-/// `directory:` is made absolute against `config_dir` (the rendered copy lives elsewhere).
+/// default lab range (base .. base+99) moves by `new_base - DEFAULT_BASE_PORT` (listeners,
+/// backends and the collector's `address_overrides` alike), and a relative `directory:` or
+/// `secrets_directory:` is made absolute against `config_dir` (the rendered copy lives elsewhere).
 pub fn shift_lab_config(text: &str, new_base: u16, config_dir: &Path) -> anyhow::Result<String> {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
@@ -75,9 +82,15 @@ fn shift_ports_in_line(line: &str, new_base: u16) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Keys whose value is a path relative to the config file.
+const PATH_KEYS: [&str; 2] = ["directory:", "secrets_directory:"];
+
 fn absolutize_directory(line: &str, config_dir: &Path) -> String {
     let trimmed = line.trim_start();
-    let Some(value) = trimmed.strip_prefix("directory:") else {
+    let Some((key, value)) = PATH_KEYS
+        .iter()
+        .find_map(|k| trimmed.strip_prefix(k).map(|v| (*k, v)))
+    else {
         return line.to_string();
     };
     let indent = &line[..line.len() - trimmed.len()];
@@ -88,13 +101,13 @@ fn absolutize_directory(line: &str, config_dir: &Path) -> String {
     let abs = config_dir.join(raw);
     let abs = abs.canonicalize().unwrap_or(abs);
     let nl = if line.ends_with('\n') { "\n" } else { "" };
-    format!("{indent}directory: \"{}\"{nl}", abs.display())
+    format!("{indent}{key} \"{}\"{nl}", abs.display())
 }
 
 /// Check a base port leaves room for every lab port.
 pub fn check_base_port(base: u16) -> anyhow::Result<()> {
     if !(1024..=65535 - 100).contains(&base) {
-        bail!("--base-port {base} is out of range: use 1024..=65435 (the lab uses base..base+20)");
+        bail!("--base-port {base} is out of range: use 1024..=65435 (the lab uses base..base+40)");
     }
     Ok(())
 }
@@ -153,11 +166,41 @@ mod tests {
             );
         }
         assert!(
-            out.contains("directory: \"/srv/fixtures/configs/../tenants\""),
+            out.contains("  directory: \"/srv/fixtures/configs/../tenants\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("  secrets_directory: \"/srv/fixtures/configs/../../target/lab/secrets\""),
             "{out}"
         );
         // Same number of lines: only values change.
         assert_eq!(out.lines().count(), lab.lines().count());
+    }
+
+    #[test]
+    fn shifts_the_collector_address_overrides() {
+        let lab = include_str!("../../fixtures/configs/lab.yaml");
+        let out = shift_lab_config(lab, 29080, Path::new("/srv/fixtures/configs")).unwrap();
+        for (from, port) in [
+            ("prometheus.team-a.svc:9090", 29110),
+            (
+                "prometheus-team-b-0.prometheus-operated.team-b.svc:9090",
+                29111,
+            ),
+            (
+                "prometheus-team-b-1.prometheus-operated.team-b.svc:9090",
+                29112,
+            ),
+            ("remote-write.team-c.svc:9090", 29113),
+            ("pushgateway.team-d.svc:9091", 29120),
+        ] {
+            let want = format!("\"{from}\": \"http://127.0.0.1:{port}\"");
+            assert!(out.contains(&want), "{want} missing in\n{out}");
+            let old = format!("127.0.0.1:{}", port - 10000);
+            assert!(!out.contains(&old), "{old} left in\n{out}");
+        }
+        // The in-cluster side of an override is a key, never shifted.
+        assert!(out.contains("collection_interval: 15s"));
     }
 
     #[test]
