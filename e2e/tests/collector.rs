@@ -25,6 +25,10 @@ pub fn cases() -> Vec<Case> {
             "remote_read_and_query_modes_read_the_same_samples",
             read_methods,
         ),
+        case(
+            "relabel_engine_matches_prometheus_metric_relabel_configs",
+            relabel_parity,
+        ),
     ]
 }
 
@@ -565,5 +569,70 @@ fn read_methods(env: &Env) -> Result<()> {
     }
     ensure!(a == b, "remote read and query mode differ:\n{a:?}\n{b:?}");
     ensure!(a == c, "remote read and the label-proxy path differ");
+    Ok(())
+}
+
+/// The engine gives what Prometheus' own `metric_relabel_configs` give for the same rules and
+/// series (capture groups, hashmod, labelmap, labeldrop, case actions, keepequal, drop, Go's
+/// ASCII-only `\d`, separators).
+fn relabel_parity(env: &Env) -> Result<()> {
+    use crate::collector_lab::{PROMETHEUS_RELABEL_RULES, RELABEL_EXPOSITION};
+    let lab = lab(env)?;
+    let source = lab._sources[0].url();
+    let deadline = std::time::Instant::now() + CYCLES_WAIT;
+    let stored: BTreeSet<LabelSet> = loop {
+        let got = all_series(env, &source, None, lab_start_s())?;
+        let got: BTreeSet<LabelSet> = got
+            .into_iter()
+            .filter(|s| s["__name__"].starts_with("rl_"))
+            .collect();
+        if !got.is_empty() {
+            break got;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "Prometheus never scraped /relabel"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let camel = PROMETHEUS_RELABEL_RULES
+        .replace("source_labels", "sourceLabels")
+        .replace("target_label", "targetLabel");
+    let rules: Vec<proxy::tenant::crd::RelabelConfig> = serde_saphyr::from_str(&camel)?;
+    let program =
+        proxy::relabel::RelabelProgram::compile(&rules).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut ours = BTreeSet::new();
+    for line in RELABEL_EXPOSITION.lines() {
+        let (name, rest) = line.split_once('{').context("exposition line")?;
+        let body = rest.rsplit_once('}').context("exposition line")?.0;
+        let mut labels = vec![proxy::remote_write::Label {
+            name: "__name__".into(),
+            value: name.into(),
+        }];
+        for pair in body.split("\",") {
+            let (k, v) = pair.split_once("=\"").context("label pair")?;
+            labels.push(proxy::remote_write::Label {
+                name: k.into(),
+                value: v.trim_end_matches('"').into(),
+            });
+        }
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        if program.apply(&mut labels) {
+            ours.insert(
+                labels
+                    .into_iter()
+                    .map(|l| (l.name, l.value))
+                    .collect::<LabelSet>(),
+            );
+        }
+    }
+    ensure!(
+        ours.len() == 3,
+        "two of five series are dropped by the rules: {ours:?}"
+    );
+    ensure!(
+        ours == stored,
+        "engine and Prometheus differ:\nengine:     {ours:?}\nprometheus: {stored:?}"
+    );
     Ok(())
 }

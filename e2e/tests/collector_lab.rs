@@ -163,6 +163,55 @@ fn exposed() -> BTreeMap<String, ExposedSeries> {
     .collect()
 }
 
+/// Scraped by infrastructure member A as job `relabel` with [`PROMETHEUS_RELABEL_RULES`] as its
+/// `metric_relabel_configs`: what Prometheus stores is compared with the proxy's engine.
+pub const RELABEL_EXPOSITION: &str = r#"rl_requests_total{code="200",pod="p-1",meta_owner="a",team="web",env="prod",expected_env="prod",digits="123",job="relabel",instance="src"} 1
+rl_requests_total{code="503",pod="p-2",meta_owner="b",team="Db",env="prod",expected_env="prod",digits="١٢٣",job="relabel",instance="src"} 2
+rl_requests_total{code="404",pod="p-3",team="ops",env="dev",expected_env="prod",job="relabel",instance="src"} 3
+rl_dropped_total{pod="p-4",env="prod",expected_env="prod",job="relabel",instance="src"} 4
+rl_gauge{pod="Mixed-Case_7",meta_zone="eu",env="prod",expected_env="prod",job="relabel",instance="src"} 5
+"#;
+
+/// Prometheus' own spelling (snake_case); the test renames the keys for the CR's camelCase.
+pub const PROMETHEUS_RELABEL_RULES: &str = r#"
+- source_labels: [__name__]
+  regex: 'rl_(.*)_total'
+  target_label: base
+  replacement: '${1}'
+- source_labels: [code]
+  regex: '(\d)\d\d'
+  target_label: class
+  replacement: '${1}xx'
+- source_labels: [pod]
+  modulus: 4
+  target_label: shard
+  action: hashmod
+- regex: 'meta_(.+)'
+  replacement: 'm_$1'
+  action: labelmap
+- regex: 'meta_.*'
+  action: labeldrop
+- source_labels: [team]
+  target_label: team_upper
+  action: uppercase
+- source_labels: [pod]
+  target_label: pod_lower
+  action: lowercase
+- source_labels: [env]
+  target_label: expected_env
+  action: keepequal
+- source_labels: [__name__]
+  regex: 'rl_dropped.*'
+  action: drop
+- source_labels: [digits]
+  regex: '\d+'
+  target_label: ascii_digits
+  replacement: 'yes'
+- source_labels: [pod, env]
+  separator: '@'
+  target_label: pod_env
+"#;
+
 const TENANTS: &str = r#"
 apiVersion: observability.ethos.io/v1alpha1
 kind: MetricAccess
@@ -328,7 +377,9 @@ impl CollectorLab {
             series: Mutex::new(exposed()),
         });
         let e = exposition.clone();
-        let app = Router::new().route("/metrics", get(move || async move { e.render() }));
+        let app = Router::new()
+            .route("/metrics", get(move || async move { e.render() }))
+            .route("/relabel", get(|| async { RELABEL_EXPOSITION }));
         let listener = env.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let exposition_addr = listener.local_addr()?;
         env.rt
@@ -336,11 +387,16 @@ impl CollectorLab {
         let scrape = format!(
             "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n  - job_name: src\n    honor_labels: true\n    static_configs: [{{targets: [\"{exposition_addr}\"]}}]\n"
         );
+        let rules: String = PROMETHEUS_RELABEL_RULES
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect();
+        let scrape_a = format!(
+            "{scrape}  - job_name: relabel\n    honor_labels: true\n    metrics_path: /relabel\n    static_configs: [{{targets: [\"{exposition_addr}\"]}}]\n    metric_relabel_configs:\n{rules}"
+        );
         // Start the seven processes two at a time (two cores).
-        let src_a = std::thread::spawn({
-            let s = scrape.clone();
-            move || e2e::Prometheus::start("col-src-a", Some(&s))
-        });
+        let src_a =
+            std::thread::spawn(move || e2e::Prometheus::start("col-src-a", Some(&scrape_a)));
         let src_b = std::thread::spawn(move || e2e::Prometheus::start("col-src-b", Some(&scrape)));
         let col_a = e2e::Prometheus::start("col-a", None)?;
         let b0 = std::thread::spawn(|| e2e::Prometheus::start("col-b-0", None));
