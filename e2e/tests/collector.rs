@@ -29,6 +29,10 @@ pub fn cases() -> Vec<Case> {
             "relabel_engine_matches_prometheus_metric_relabel_configs",
             relabel_parity,
         ),
+        case(
+            "a_restarted_proxy_continues_without_a_gap",
+            restart_continuity,
+        ),
     ]
 }
 
@@ -633,6 +637,93 @@ fn relabel_parity(env: &Env) -> Result<()> {
     ensure!(
         ours == stored,
         "engine and Prometheus differ:\nengine:     {ours:?}\nprometheus: {stored:?}"
+    );
+    Ok(())
+}
+
+/// With `state_directory`, a proxy that stops and starts again continues from where it
+/// stopped reading: the target holds every source sample across the downtime.
+fn restart_continuity(env: &Env) -> Result<()> {
+    let lab = lab(env)?;
+    let source = lab._sources[0].url();
+    let target = e2e::Prometheus::start("col-r", None)?;
+    let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
+    std::fs::write(
+        dirs.0.path().join("r.yaml"),
+        r#"apiVersion: observability.ethos.io/v1alpha1
+kind: MetricAccess
+metadata: {name: nodes, namespace: col-r}
+spec:
+  metrics: [node_load1]
+  remoteWrite:
+    enabled: true
+    interval: 5s
+    target: {type: prometheus}
+    prometheus: {serviceName: prom, servicePort: 9090}
+"#,
+    )?;
+    let config = format!(
+        r#"server: {{listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}}
+tenants: {{source: file, directory: "{tenants}"}}
+proxy: {{enable_request_logging: false}}
+backends: {{groups: [{{name: infra, members: ["{source}"]}}]}}
+remote_write:
+  enabled: true
+  collection_lag: 2s
+  state_directory: "{state}"
+  address_overrides: {{"prom.col-r.svc:9090": "{target}"}}
+"#,
+        tenants = dirs.0.path().display(),
+        state = dirs.1.path().display(),
+        target = target.url(),
+    );
+    let start = || -> Result<proxy::http::RunningProxy> {
+        let c = proxy::config::Config::from_yaml(&config, "restart")?;
+        Ok(env.block_on(proxy::http::start(c, None))?)
+    };
+    let job_of = |p: &proxy::http::RunningProxy| -> Value {
+        p.state.collector().status_json()["resources"][0].clone()
+    };
+    let wait = |p: &proxy::http::RunningProxy, cycles: u64| -> Result<Value> {
+        let deadline = std::time::Instant::now() + CYCLES_WAIT;
+        loop {
+            let j = job_of(p);
+            if ok_cycles(&j) >= cycles && target_u64(&j, "prom", "requests_ok") >= cycles {
+                return Ok(j);
+            }
+            ensure!(std::time::Instant::now() < deadline, "no progress: {j}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let first = start()?;
+    let before = wait(&first, 2)?;
+    let from = before["first_window_start_ms"]
+        .as_i64()
+        .context("first window")?;
+    env.block_on(first.shutdown())?;
+    // Down for more than one interval: without the saved position this time would be lost.
+    std::thread::sleep(Duration::from_secs(8));
+    let second = start()?;
+    let after = wait(&second, 2)?;
+    ensure!(
+        after["first_window_start_ms"].as_i64()
+            == before["collected_until_ms"].as_i64().map(|t| t + 1),
+        "the restarted job must start right after the saved position: before {before}, after {after}"
+    );
+    let until = after["collected_until_ms"].as_i64().context("collected")?;
+    env.block_on(second.shutdown())?;
+    let selector = "node_load1";
+    let want = raw_samples(env, &source, selector, from, until, &[])?;
+    let got = raw_samples(env, &target.url(), selector, from, until, &[])?;
+    let n: usize = want.values().map(Vec::len).sum();
+    ensure!(
+        n >= 2 * 20,
+        "the source should hold 20+ s of samples per series: {n}"
+    );
+    ensure!(
+        got == want,
+        "the target lacks samples of the downtime: source {n} samples, target {}",
+        got.values().map(Vec::len).sum::<usize>()
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::delivery::{Delivery, DeliverySettings, Payload};
 use super::shape::{ShapeStats, Shaper};
 use super::source::{self, Upstream, Window};
+use super::state::StateDir;
 use super::target::{self, Endpoint, FileSecrets};
 use super::{Inputs, pushgateway};
 use crate::backend::health::rfc3339;
@@ -178,9 +179,18 @@ impl Runner {
         let s = &self.start;
         let lag = s.config.collection_lag.as_millis() as i64;
         let interval_ms = s.interval.as_millis() as i64;
-        let mut last_end = s
-            .resume_after_ms
-            .unwrap_or_else(|| now_ms() - lag - interval_ms);
+        let (ns, name) = (&s.resource.namespace, &s.resource.name);
+        let saved = || {
+            let dir = s.config.state_directory.as_deref()?;
+            StateDir::new(dir).load(ns, name)
+        };
+        let mut last_end = match s.resume_after_ms.or_else(saved) {
+            Some(at) => {
+                tracing::info!(namespace = %ns, resource = %name, collected_until_ms = at, "collector continues where it stopped");
+                at
+            }
+            None => now_ms() - lag - interval_ms,
+        };
         let mut ticker = tokio::time::interval(s.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -188,7 +198,18 @@ impl Runner {
                 _ = ticker.tick() => {}
                 _ = stop.changed() => return,
             }
-            last_end = self.cycle(last_end).await;
+            let end = self.cycle(last_end).await;
+            if end != last_end
+                && let Some(dir) = self.start.config.state_directory.as_deref()
+                && let Err(error) = StateDir::new(dir).save(
+                    &self.start.resource.namespace,
+                    &self.start.resource.name,
+                    end,
+                )
+            {
+                tracing::warn!(dir = %dir.display(), %error, "can't save the collector position; a restart will leave a gap");
+            }
+            last_end = end;
         }
     }
 

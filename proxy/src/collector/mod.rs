@@ -6,6 +6,7 @@
 //! - [`target`]: endpoint addresses (every StatefulSet replica), credentials from Secrets;
 //! - [`delivery`]: one bounded queue and retrying worker per endpoint;
 //! - [`pushgateway`]: the text format and group path of Pushgateway targets;
+//! - [`state`]: where each job stopped reading, kept across restarts;
 //! - [`job`]: the per-CR cycle; this module reconciles jobs with the tenant store.
 
 pub mod delivery;
@@ -13,6 +14,7 @@ pub mod job;
 pub mod pushgateway;
 pub mod shape;
 pub mod source;
+pub mod state;
 pub mod target;
 
 use std::collections::BTreeMap;

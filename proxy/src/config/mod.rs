@@ -201,6 +201,10 @@ pub struct RemoteWriteConfig {
     /// mounted Secret per namespace). Falls back to the environment variable
     /// `PMTP_SECRET_<NAMESPACE>_<NAME>_<KEY>` (upper case, other characters as `_`).
     pub secrets_directory: Option<PathBuf>,
+    /// Where each CR's collection stopped is saved here after every cycle, so a restarted
+    /// proxy continues without a gap (up to `max_window`). Unset: a restart starts one
+    /// interval back and the time the proxy was down is not collected.
+    pub state_directory: Option<PathBuf>,
     /// Encoded requests buffered per target (and per replica) while it is down; the oldest is
     /// dropped (and counted) when full.
     pub queue_capacity: usize,
@@ -232,6 +236,7 @@ impl Default for RemoteWriteConfig {
             pushgateway_address: "http://{service}.{namespace}.svc:{port}".into(),
             address_overrides: BTreeMap::new(),
             secrets_directory: None,
+            state_directory: None,
             queue_capacity: 1000,
             request_timeout: Duration::from_secs(30),
             min_backoff: Duration::from_millis(500),
@@ -373,7 +378,13 @@ impl Config {
             }
         };
         resolve(&mut self.tenants.directory);
-        if let Some(d) = self.remote_write.secrets_directory.as_mut() {
+        for d in [
+            self.remote_write.secrets_directory.as_mut(),
+            self.remote_write.state_directory.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(d);
         }
         for t in &mut self.auth.bearer.tokens {
