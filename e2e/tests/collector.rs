@@ -679,7 +679,7 @@ remote_write:
     );
     let start = || -> Result<proxy::http::RunningProxy> {
         let c = proxy::config::Config::from_yaml(&config, "restart")?;
-        Ok(env.block_on(proxy::http::start(c, None))?)
+        env.block_on(proxy::http::start(c, None))
     };
     let job_of = |p: &proxy::http::RunningProxy| -> Value {
         p.state.collector().status_json()["resources"][0].clone()
