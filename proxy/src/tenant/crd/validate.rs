@@ -174,6 +174,9 @@ fn endpoint(t: &RemoteWriteEndpoint, p: &mut Vec<String>) {
     const AT: &str = "spec.remoteWrite.remoteWrite";
     let scheme_ok = t.url.starts_with("http://") || t.url.starts_with("https://");
     match t.url.parse::<http::Uri>() {
+        Ok(u) if u.authority().is_some_and(|a| a.as_str().contains('@')) => p.push(format!(
+            "{AT}.url: credentials in the URL are not allowed (they would show in logs); use basicAuth or bearerTokenSecret"
+        )),
         Ok(u) if scheme_ok && u.host().is_some_and(|h| !h.is_empty()) => {}
         _ => p.push(format!(
             "{AT}.url: {:?} is not an http:// or https:// URL with a host",

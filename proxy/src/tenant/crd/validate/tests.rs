@@ -171,3 +171,24 @@ fn a_cr_cannot_set_the_tenant_header() {
         "{problems}"
     );
 }
+
+#[test]
+fn credentials_in_a_remote_write_url_are_refused() {
+    let ma = cr(r#"
+  metrics: [up]
+  remoteWrite:
+    enabled: true
+    target: {type: remote_write}
+    remoteWrite:
+      url: https://user:secret@mimir.example.com/api/v1/push
+"#);
+    let problems = ma.validate().join("\n");
+    assert!(
+        problems.contains("credentials in the URL are not allowed"),
+        "{problems}"
+    );
+    assert!(
+        !problems.contains("secret@"),
+        "the error must not repeat the password: {problems}"
+    );
+}
