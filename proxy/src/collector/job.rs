@@ -19,7 +19,7 @@ use super::{Inputs, pushgateway};
 use crate::backend::health::rfc3339;
 use crate::config::RemoteWriteConfig;
 use crate::relabel::RelabelProgram;
-use crate::remote_write::{TimeSeries, WriteRequest, encode_write_request};
+use crate::remote_write::{TimeSeries, encode_series};
 use crate::telemetry::{CycleLabels, EndpointLabels, Metrics, ResourceLabels};
 use crate::tenant::AccessResource;
 
@@ -431,16 +431,10 @@ impl Runner {
 pub fn encode_batches(series: &[TimeSeries], batch_size: usize) -> Vec<Payload> {
     series
         .chunks(batch_size.max(1))
-        .map(|chunk| {
-            let request = WriteRequest {
-                timeseries: chunk.to_vec(),
-                metadata: Vec::new(),
-            };
-            Payload {
-                body: encode_write_request(&request).into(),
-                series: chunk.len(),
-                samples: chunk.iter().map(|t| t.samples.len()).sum(),
-            }
+        .map(|chunk| Payload {
+            body: encode_series(chunk).into(),
+            series: chunk.len(),
+            samples: chunk.iter().map(|t| t.samples.len()).sum(),
         })
         .collect()
 }

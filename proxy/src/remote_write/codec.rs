@@ -38,6 +38,24 @@ pub fn encode_write_request(req: &WriteRequest) -> Vec<u8> {
     encode_snappy(req)
 }
 
+/// The body of a `WriteRequest` holding `series` (and no metadata), encoded straight from the
+/// borrowed series: the same bytes as [`encode_write_request`] without copying every series
+/// into an owned request first.
+pub fn encode_series(series: &[super::proto::TimeSeries]) -> Vec<u8> {
+    // `WriteRequest.timeseries` is field 1.
+    let len: usize = series
+        .iter()
+        .map(|t| prost::encoding::message::encoded_len(1, t))
+        .sum();
+    let mut raw = Vec::with_capacity(len);
+    for t in series {
+        prost::encoding::message::encode(1, t, &mut raw);
+    }
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .unwrap_or_default()
+}
+
 /// Serialise and snappy-compress any message (remote read requests and answers use the same
 /// framing as remote write).
 pub fn encode_snappy<M: Message>(message: &M) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! Prometheus remote write 1.0: the `prompb` protobuf messages ([`proto`]) and the snappy wire
-//! codec ([`codec`]). Used by the e2e harness to seed infrastructure Prometheus, and by the proxy's
-//! ingest path.
+//! codec ([`codec`]). Used by the collector (remote read, remote write), the e2e harness to seed
+//! infrastructure Prometheus, and the ingest path.
 
 pub mod codec;
 pub mod proto;
@@ -8,7 +8,7 @@ pub mod proto;
 pub use codec::{
     CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF, CodecError,
     REMOTE_WRITE_VERSION, REMOTE_WRITE_VERSION_HEADER, decode_snappy, decode_write_request,
-    encode_snappy, encode_write_request,
+    encode_series, encode_snappy, encode_write_request,
 };
 pub use proto::{
     BucketSpan, Exemplar, Histogram, Label, MetricMetadata, ReadRequest, ReadResponse, Sample,

@@ -217,3 +217,27 @@ fn remote_read_messages_round_trip() {
         resp
     );
 }
+
+#[test]
+fn encoding_borrowed_series_gives_the_same_bytes_as_a_write_request() {
+    let series: Vec<TimeSeries> = (0..3)
+        .map(|i| TimeSeries {
+            labels: vec![Label {
+                name: "__name__".into(),
+                value: format!("m{i}"),
+            }],
+            samples: vec![Sample {
+                value: i as f64,
+                timestamp: 1000 + i,
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let owned = encode_write_request(&WriteRequest {
+        timeseries: series.clone(),
+        metadata: Vec::new(),
+    });
+    assert_eq!(super::encode_series(&series), owned);
+    let back = decode_write_request(&owned, 1 << 20).unwrap();
+    assert_eq!(back.timeseries, series);
+}
