@@ -10,6 +10,10 @@
 //! - [`auth`]: request → tenant (`header`, `bearer`).
 //! - [`http`]: the tenant-facing Prometheus API router and the admin listener.
 //! - [`remote_write`]: remote-write protobuf types and the snappy codec.
+//! - [`delivery`]: bounded queues and retrying workers that send encoded remote-write requests
+//!   (collector targets, ingest destinations).
+//! - [`collector`]: copies tenants' series to their own targets (`remoteWrite` of a CR).
+//! - [`ingest`]: the remote-write gateway: limits, governance, forwarding.
 //! - [`relabel`]: the Prometheus relabel engine (`metricRelabelings`): compile once, apply
 //!   per series, Go regex semantics.
 //! - [`telemetry`]: tracing setup and the proxy's own `/metrics`.
@@ -19,8 +23,10 @@ pub mod auth;
 pub mod backend;
 pub mod collector;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod http;
+pub mod ingest;
 pub mod promql;
 pub mod relabel;
 pub mod remote_write;

@@ -133,6 +133,26 @@ pub struct EndpointOutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: String,
+}
+
+/// A governance drop. `tenant` is a tenant with its own rules, or `_other` (senders choose
+/// tenant names, so they can't be labels unbounded).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub tenant: String,
+    pub reason: String,
+    pub dry_run: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopLabels {
+    pub tenant: String,
+    pub metric: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -156,6 +176,56 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabels, Counter>,
     pub bad_requests: Family<ReasonLabels, Counter>,
     pub collector: CollectorMetrics,
+    pub ingest: IngestMetrics,
+}
+
+/// The ingest gateway's families (`pmtp_ingest_*`).
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    pub requests: Family<CodeLabels, Counter>,
+    pub refused_series: Family<ReasonLabels, Counter>,
+    pub dropped_series: Family<DropLabels, Counter>,
+    pub forwarded_series: Counter,
+    pub top_active_series: Family<TopLabels, Gauge>,
+    pub top_samples_rate: Family<TopLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub forward: DeliveryFamilies,
+}
+
+impl IngestMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "pmtp_ingest_requests",
+            "Remote-write requests received, by status code",
+            self.requests.clone(),
+        );
+        registry.register(
+            "pmtp_ingest_refused_series",
+            "Series refused by the limits (answered 400), by reason",
+            self.refused_series.clone(),
+        );
+        registry.register(
+            "pmtp_ingest_dropped_series",
+            "Series dropped by governance rules, by tenant (own rules, else _other), reason and dry_run",
+            self.dropped_series.clone(),
+        );
+        registry.register(
+            "pmtp_ingest_forwarded_series",
+            "Series queued for storage",
+            self.forwarded_series.clone(),
+        );
+        registry.register(
+            "pmtp_ingest_top_active_series",
+            "Active series of the top metrics per tenant (analytics.top_k)",
+            self.top_active_series.clone(),
+        );
+        registry.register(
+            "pmtp_ingest_top_samples_per_second",
+            "Samples per second of the top metrics per tenant (analytics.top_k)",
+            self.top_samples_rate.clone(),
+        );
+        self.forward
+            .register(registry, "pmtp_ingest_forward", "storage destinations");
+    }
 }
 
 /// The collector's families (`pmtp_collector_*`), bounded by CRs × endpoints.
@@ -166,10 +236,42 @@ pub struct CollectorMetrics {
     pub samples_collected: Family<ResourceLabels, Counter>,
     pub stale_markers: Family<ResourceLabels, Counter>,
     pub last_success: Family<ResourceLabels, Gauge>,
+    pub delivery: DeliveryFamilies,
+}
+
+/// What a delivery queue reports (`crate::delivery`), registered under a prefix per user
+/// (`pmtp_collector_*`, `pmtp_ingest_forward_*`). Families share their storage when cloned.
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFamilies {
     pub requests: Family<EndpointOutcomeLabels, Counter>,
     pub samples_written: Family<EndpointLabels, Counter>,
     pub dropped_requests: Family<EndpointOutcomeLabels, Counter>,
     pub queue_depth: Family<EndpointLabels, Gauge>,
+}
+
+impl DeliveryFamilies {
+    fn register(&self, registry: &mut Registry, prefix: &str, what: &str) {
+        registry.register(
+            format!("{prefix}_requests"),
+            format!("Write requests to {what}, by outcome (ok, retry, rejected)"),
+            self.requests.clone(),
+        );
+        registry.register(
+            format!("{prefix}_samples_written"),
+            format!("Samples accepted by {what}"),
+            self.samples_written.clone(),
+        );
+        registry.register(
+            format!("{prefix}_dropped_requests"),
+            "Encoded requests given up, by reason (queue_full, rejected, superseded)",
+            self.dropped_requests.clone(),
+        );
+        registry.register(
+            format!("{prefix}_queue_depth"),
+            format!("Encoded requests waiting for {what}"),
+            self.queue_depth.clone(),
+        );
+    }
 }
 
 impl CollectorMetrics {
@@ -199,26 +301,8 @@ impl CollectorMetrics {
             "End of the last window collected successfully per MetricAccess (Unix seconds)",
             self.last_success.clone(),
         );
-        registry.register(
-            "pmtp_collector_requests",
-            "Write requests to tenant targets, by outcome (ok, retry, rejected)",
-            self.requests.clone(),
-        );
-        registry.register(
-            "pmtp_collector_samples_written",
-            "Samples accepted by a tenant target",
-            self.samples_written.clone(),
-        );
-        registry.register(
-            "pmtp_collector_dropped_requests",
-            "Encoded requests given up, by reason (queue_full, rejected, superseded)",
-            self.dropped_requests.clone(),
-        );
-        registry.register(
-            "pmtp_collector_queue_depth",
-            "Encoded requests waiting for a tenant target",
-            self.queue_depth.clone(),
-        );
+        self.delivery
+            .register(registry, "pmtp_collector", "tenant targets");
     }
 }
 
@@ -295,9 +379,12 @@ impl Metrics {
         );
         let collector = CollectorMetrics::default();
         collector.register(&mut registry);
+        let ingest = IngestMetrics::default();
+        ingest.register(&mut registry);
         Self {
             registry,
             collector,
+            ingest,
             http_requests,
             http_duration,
             backend_requests,

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::delivery::{Delivery, DeliverySettings, Payload};
 use super::shape::{ShapeStats, Shaper};
 use super::source::{self, Upstream, Window};
 use super::state::StateDir;
@@ -18,6 +17,7 @@ use super::target::{self, Endpoint, FileSecrets};
 use super::{Inputs, pushgateway};
 use crate::backend::health::rfc3339;
 use crate::config::RemoteWriteConfig;
+use crate::delivery::{Delivery, DeliverySettings, Payload};
 use crate::relabel::RelabelProgram;
 use crate::remote_write::{TimeSeries, encode_series};
 use crate::telemetry::{CycleLabels, EndpointLabels, Metrics, ResourceLabels};
@@ -304,6 +304,7 @@ impl Runner {
             body: pushgateway::render_for_group(&shaped, &["job"]).into(),
             series: shaped.len(),
             samples: shaped.len(),
+            headers: Vec::new(),
         };
         for endpoint in endpoints {
             let delivery = self.delivery(endpoint);
@@ -415,7 +416,7 @@ impl Runner {
                 min_backoff: s.config.min_backoff,
                 max_backoff: s.config.max_backoff,
             },
-            s.metrics.clone(),
+            s.metrics.collector.delivery.clone(),
         );
         let worker = tokio::spawn(d.clone().run(self.stop_rx.clone()));
         self.workers
@@ -435,6 +436,7 @@ pub fn encode_batches(series: &[TimeSeries], batch_size: usize) -> Vec<Payload> 
             body: encode_series(chunk).into(),
             series: chunk.len(),
             samples: chunk.iter().map(|t| t.samples.len()).sum(),
+            headers: Vec::new(),
         })
         .collect()
 }

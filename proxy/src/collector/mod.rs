@@ -4,12 +4,10 @@
 //! - [`source`]: remote read of a contiguous window, with HA failover;
 //! - [`shape`]: `metricRelabelings`, `extraLabels`/`honorLabels`, staleness markers;
 //! - [`target`]: endpoint addresses (every StatefulSet replica), credentials from Secrets;
-//! - [`delivery`]: one bounded queue and retrying worker per endpoint;
 //! - [`pushgateway`]: the text format and group path of Pushgateway targets;
 //! - [`state`]: where each job stopped reading, kept across restarts;
 //! - [`job`]: the per-CR cycle; this module reconciles jobs with the tenant store.
 
-pub mod delivery;
 pub mod job;
 pub mod pushgateway;
 pub mod shape;
@@ -178,7 +176,7 @@ impl Collector {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                let targets: BTreeMap<String, delivery::DeliveryStats> = job
+                let targets: BTreeMap<String, crate::delivery::DeliveryStats> = job
                     .deliveries
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

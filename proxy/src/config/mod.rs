@@ -4,6 +4,7 @@
 
 mod duration;
 mod error;
+pub mod ingest;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -27,6 +28,7 @@ pub struct Config {
     pub tenants: TenantsConfig,
     pub proxy: ProxyConfig,
     pub remote_write: RemoteWriteConfig,
+    pub ingest: ingest::IngestConfig,
     pub backends: BackendsConfig,
     pub auth: AuthConfig,
 }

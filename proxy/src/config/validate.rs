@@ -76,6 +76,7 @@ impl Config {
             p.push("remote_write.collection_interval: must be at least 5s".into());
         }
         p.extend(self.remote_write.problems());
+        p.extend(self.ingest.problems());
         if self.tenants.source == TenantSourceKind::File && self.backends.groups.is_empty() {
             p.push(
                 "backends.groups: at least one group with one member is required in file mode"

@@ -41,6 +41,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             })
             .set(value as i64);
     }
+    state.ingest().export_top_k();
     metrics.backend_up.clear();
     let runtime = state.runtime();
     for (group, member) in runtime.backends.members() {

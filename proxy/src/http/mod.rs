@@ -3,6 +3,7 @@
 //! entry point main.rs and the e2e harness use to run the proxy in-process.
 
 pub mod admin;
+pub mod ingest;
 pub mod metadata;
 pub mod observe;
 pub mod params;
@@ -73,6 +74,7 @@ struct Shared {
     tenants: Arc<TenantStore>,
     runtime: Arc<ArcSwap<Runtime>>,
     collector: Arc<Collector>,
+    ingest: Arc<crate::ingest::Ingest>,
     metrics: Arc<Metrics>,
     config_path: Option<PathBuf>,
     /// Serialises reloads (SIGHUP and POST /-/reload may race).
@@ -127,6 +129,8 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let runtime = Runtime::build(settings, metrics.clone())?;
         runtime.backends.start_probes();
+        let ingest = crate::ingest::Ingest::start(&runtime.settings.ingest, metrics.clone())
+            .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         let collector = Collector::spawn(
             tenants.clone(),
@@ -138,6 +142,7 @@ impl AppState {
                 tenants,
                 runtime,
                 collector,
+                ingest,
                 metrics,
                 config_path,
                 reload_lock: tokio::sync::Mutex::new(()),
@@ -155,6 +160,10 @@ impl AppState {
     }
 
     /// The current runtime (settings, auth, backends); stable for the caller's lifetime.
+    pub fn ingest(&self) -> &Arc<crate::ingest::Ingest> {
+        &self.inner.ingest
+    }
+
     pub fn collector(&self) -> &Arc<Collector> {
         &self.inner.collector
     }
@@ -273,6 +282,7 @@ impl IntoResponse for Refusal {
 /// The tenant-facing router: enforced Prometheus API routes and health; everything else 403.
 pub fn api_router(state: AppState) -> Router {
     let router = prom_api::routes()
+        .merge(ingest::api_routes())
         .merge(health_routes())
         .fallback(unsupported_path)
         .method_not_allowed_fallback(method_not_allowed);
@@ -282,6 +292,7 @@ pub fn api_router(state: AppState) -> Router {
 /// The admin router: health, `/metrics`, `/debug/*`, `POST /-/reload`.
 pub fn admin_router(state: AppState) -> Router {
     let router = admin::routes()
+        .merge(ingest::admin_routes())
         .merge(health_routes())
         .fallback(|| async { ApiError::not_found("no such admin endpoint") })
         .method_not_allowed_fallback(method_not_allowed);

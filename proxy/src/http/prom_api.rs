@@ -157,6 +157,9 @@ async fn query_endpoint(
         Err(error) => return enforce_error(&state, error).into_response(),
     };
     tracing::debug!(query = %enforced, "enforced query");
+    state
+        .ingest()
+        .record_query(&prepared.tenant.namespace, query);
     let mut pairs = vec![("query", enforced.as_str())];
     pairs.extend(forwarded(&prepared.params, extra));
     let upstream = UpstreamRequest {

@@ -56,6 +56,9 @@ impl AppState {
             let task = crate::tenant::source::spawn_file_source(dir, self.tenants().clone());
             self.set_tenant_source(task);
         }
+        self.ingest()
+            .reload(&new.settings.ingest)
+            .map_err(ReloadError::Invalid)?;
         self.inner.runtime.store(Arc::new(new));
         Ok(())
     }

@@ -95,18 +95,22 @@ impl RunningProxy {
             task.abort();
         }
         self.state.collector().shutdown().await;
+        // The receiver stops with the listeners below; then the forwarding queues drain.
+        let ingest = self.state.ingest().clone();
         self.state.stop_background();
         let Some(mut server) = self.server.take() else {
             return Ok(());
         };
-        match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
-            Ok(joined) => joined.context("server task failed")?,
+        let served = match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+            Ok(joined) => joined.context("server task failed"),
             Err(_) => {
                 server.abort();
                 tracing::warn!("in-flight requests did not finish in time; aborted");
-                Ok(())
+                Ok(Ok(()))
             }
-        }
+        };
+        ingest.shutdown(DRAIN_TIMEOUT).await;
+        served?
     }
 }
 

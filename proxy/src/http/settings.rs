@@ -27,6 +27,8 @@ pub struct RuntimeSettings {
     pub tenants_dir: Option<PathBuf>,
     /// The collector's settings (`remote_write`).
     pub collector: Arc<RemoteWriteConfig>,
+    /// The ingest gateway's settings (`ingest`).
+    pub ingest: Arc<crate::config::ingest::IngestConfig>,
 }
 
 /// A config the HTTP layer can't run with (beyond what `Config` validation catches).
@@ -92,6 +94,7 @@ impl RuntimeSettings {
             metrics_enabled: config.proxy.enable_metrics,
             tenants_dir,
             collector: Arc::new(config.remote_write.clone()),
+            ingest: Arc::new(config.ingest.clone()),
         })
     }
 }

@@ -163,13 +163,22 @@ pub struct TlsConfig {
 /// A Prometheus relabel rule with prometheus-operator's field names. `separator` and
 /// `replacement` are options so that an explicit `""` differs from absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RelabelConfig {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // The aliases accept Prometheus' own `metric_relabel_configs` spelling in the config file.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        alias = "source_labels"
+    )]
     pub source_labels: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub separator: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "target_label"
+    )]
     pub target_label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,

@@ -187,6 +187,7 @@ pub(crate) fn settings(members: Vec<String>, auth: AuthSettings) -> RuntimeSetti
         metrics_enabled: true,
         tenants_dir: None,
         collector: Default::default(),
+        ingest: Default::default(),
     }
 }
 

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 
 use super::*;
+use crate::telemetry::Metrics;
 
 #[derive(Default)]
 struct Script {
@@ -15,6 +16,10 @@ struct Script {
     statuses: Vec<(u16, Option<&'static str>)>,
     calls: AtomicUsize,
     bodies: Mutex<Vec<(Vec<u8>, HeaderMap)>>,
+}
+
+async fn endpoint_url(script: Arc<Script>) -> String {
+    endpoint(script).await
 }
 
 async fn endpoint(script: Arc<Script>) -> String {
@@ -76,7 +81,7 @@ fn delivery(url: String, settings: DeliverySettings) -> (Arc<Delivery>, Arc<Metr
         endpoint,
         reqwest::Client::new(),
         settings,
-        metrics.clone(),
+        metrics.collector.delivery.clone(),
     );
     (d, metrics)
 }
@@ -86,6 +91,7 @@ fn payload(tag: &str) -> Payload {
         body: Bytes::from(tag.to_string()),
         series: 1,
         samples: 2,
+        headers: Vec::new(),
     }
 }
 
@@ -231,4 +237,105 @@ fn backoff_grows_is_capped_and_jittered() {
         let capped = backoff(&s, 30);
         assert!(capped >= Duration::from_millis(500) && capped <= Duration::from_secs(1));
     }
+}
+
+#[tokio::test]
+async fn try_enqueue_is_all_or_nothing_and_payload_headers_are_sent() {
+    let script = Arc::new(Script::default());
+    let url = endpoint(script.clone()).await;
+    let (d, _) = delivery(url, settings(2));
+    let full = d.try_enqueue(vec![payload("1"), payload("2"), payload("3")]);
+    assert_eq!(
+        full,
+        Err(QueueFull {
+            depth: 0,
+            capacity: 2
+        })
+    );
+    assert_eq!(d.depth(), 0, "nothing queued");
+    let mut p = payload("tenant");
+    p.headers.push((
+        http::HeaderName::from_static("x-scope-orgid"),
+        HeaderValue::from_static("team-b"),
+    ));
+    d.try_enqueue(vec![p]).unwrap();
+    assert!(d.has_room(1, 10) && !d.has_room(2, 10));
+    let (_stop_tx, stop) = watch::channel(false);
+    tokio::spawn(d.clone().run(stop));
+    wait_for(|| script.bodies.lock().unwrap().len() == 1).await;
+    assert_eq!(
+        script.bodies.lock().unwrap()[0].1["x-scope-orgid"],
+        "team-b",
+        "the payload's header wins over the endpoint's"
+    );
+}
+
+#[test]
+fn spilled_payloads_round_trip() {
+    let mut p = payload("body bytes");
+    p.headers.push((
+        http::HeaderName::from_static("x-scope-orgid"),
+        HeaderValue::from_static("team-b"),
+    ));
+    let back = spill_decode(Bytes::from(spill_encode(&p))).unwrap();
+    assert_eq!(back.body, p.body);
+    assert_eq!((back.series, back.samples), (1, 2));
+    assert_eq!(back.headers, p.headers);
+    assert!(spill_decode(Bytes::from_static(b"\x01")).is_none());
+}
+
+#[tokio::test]
+async fn a_spilled_queue_survives_a_restart() {
+    crate::backend::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new();
+    let endpoint = |url: String| Endpoint {
+        name: "storage".into(),
+        url,
+        protocol: Protocol::RemoteWrite,
+        headers: http::HeaderMap::new(),
+        tls: None,
+    };
+    let labels = || EndpointLabels {
+        namespace: String::new(),
+        resource: "ingest".into(),
+        target: "storage".into(),
+    };
+    {
+        // Nothing listens: the requests stay on disk; the process "dies" (dropped).
+        let spill = spill::SpillQueue::open(dir.path(), 1 << 20).unwrap();
+        let d = Delivery::with_spill(
+            labels(),
+            endpoint("http://127.0.0.1:9/api/v1/write".into()),
+            reqwest::Client::new(),
+            settings(10),
+            metrics.collector.delivery.clone(),
+            spill,
+        );
+        d.try_enqueue(vec![payload("1"), payload("2")]).unwrap();
+        assert_eq!(d.depth(), 2);
+    }
+    let script = Arc::new(Script::default());
+    let url = endpoint_url(script.clone()).await;
+    let spill = spill::SpillQueue::open(dir.path(), 1 << 20).unwrap();
+    let d = Delivery::with_spill(
+        labels(),
+        endpoint(url),
+        reqwest::Client::new(),
+        settings(10),
+        metrics.collector.delivery.clone(),
+        spill,
+    );
+    assert_eq!(d.depth(), 2, "both requests came back from disk");
+    let (_stop_tx, stop) = watch::channel(false);
+    tokio::spawn(d.clone().run(stop));
+    wait_for(|| d.depth() == 0 && script.bodies.lock().unwrap().len() == 2).await;
+    let order: Vec<Vec<u8>> = script
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.0.clone())
+        .collect();
+    assert_eq!(order, [b"1".to_vec(), b"2".to_vec()]);
 }

@@ -1,8 +1,10 @@
-//! Delivery to one endpoint (one replica, one Pushgateway group, one URL): a bounded queue of
-//! encoded requests and a worker that sends them oldest first. An endpoint that is down only
+//! Delivery to one endpoint (a collector target replica, a Pushgateway group, an ingest
+//! destination): a bounded queue of encoded requests and a worker that sends them oldest first. An endpoint that is down only
 //! holds back its own queue; when it returns it catches up in order. 5xx, 429 and connection
 //! errors are retried with capped exponential backoff and jitter (honouring `Retry-After`);
-//! other 4xx are dropped and counted with the endpoint's message; a full queue drops its oldest.
+//! other 4xx are dropped and counted with the endpoint's message. A full queue either drops its
+//! oldest ([`Delivery::enqueue`], the collector) or refuses new requests
+//! ([`Delivery::try_enqueue`], the ingest gateway, which then answers 503).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,16 +12,18 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use tokio::sync::{Notify, watch};
 
-use super::target::{Endpoint, Protocol};
+pub mod spill;
+
 use crate::backend::health::{describe, rfc3339};
+use crate::collector::target::{Endpoint, Protocol};
 use crate::remote_write::{
     CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF,
     REMOTE_WRITE_VERSION, REMOTE_WRITE_VERSION_HEADER,
 };
-use crate::telemetry::{EndpointLabels, EndpointOutcomeLabels, Metrics};
+use crate::telemetry::{DeliveryFamilies, EndpointLabels, EndpointOutcomeLabels};
 
 /// Longest `Retry-After` honoured: a misbehaving endpoint must not park its queue for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -30,6 +34,16 @@ pub struct Payload {
     pub body: Bytes,
     pub series: usize,
     pub samples: usize,
+    /// Sent with this request only, after the endpoint's own (the ingest tenant header).
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+/// [`Delivery::try_enqueue`] found no room: nothing was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("queue full ({depth} of {capacity} requests)")]
+pub struct QueueFull {
+    pub depth: usize,
+    pub capacity: usize,
 }
 
 /// Retry and timeout settings of a worker.
@@ -71,12 +85,15 @@ struct Queue {
 /// An endpoint's queue and the state its worker reports.
 pub struct Delivery {
     labels: EndpointLabels,
+    /// With a spill, every queued request is on disk until delivered, and the memory queue
+    /// is unused: acknowledged data survives a restart.
+    spill: Option<spill::SpillQueue>,
     target: ArcSwap<Target>,
     queue: Mutex<Queue>,
     notify: Notify,
     stats: Mutex<DeliveryStats>,
     settings: DeliverySettings,
-    metrics: Arc<Metrics>,
+    metrics: DeliveryFamilies,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -100,7 +117,7 @@ impl Delivery {
         endpoint: Endpoint,
         client: reqwest::Client,
         settings: DeliverySettings,
-        metrics: Arc<Metrics>,
+        metrics: DeliveryFamilies,
     ) -> Arc<Delivery> {
         let stats = DeliveryStats {
             url: endpoint.url.clone(),
@@ -108,6 +125,7 @@ impl Delivery {
         };
         Arc::new(Delivery {
             labels,
+            spill: None,
             target: ArcSwap::from_pointee(Target { endpoint, client }),
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
@@ -115,6 +133,33 @@ impl Delivery {
             settings,
             metrics,
         })
+    }
+
+    /// A delivery whose queue is `spill` (what a previous process left there is sent first).
+    pub fn with_spill(
+        labels: EndpointLabels,
+        endpoint: Endpoint,
+        client: reqwest::Client,
+        settings: DeliverySettings,
+        metrics: DeliveryFamilies,
+        spill: spill::SpillQueue,
+    ) -> Arc<Delivery> {
+        let stats = DeliveryStats {
+            url: endpoint.url.clone(),
+            ..Default::default()
+        };
+        let d = Arc::new(Delivery {
+            labels,
+            spill: Some(spill),
+            target: ArcSwap::from_pointee(Target { endpoint, client }),
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            stats: Mutex::new(stats),
+            settings,
+            metrics,
+        });
+        d.set_depth(d.depth());
+        d
     }
 
     /// Swap the endpoint (new credentials, a new address); queued requests go to the new one.
@@ -171,11 +216,70 @@ impl Delivery {
                     "queue_full"
                 }
             };
-            self.outcome_counter(&self.metrics.collector.dropped_requests, reason)
+            self.outcome_counter(&self.metrics.dropped_requests, reason)
                 .inc_by(dropped);
         }
         self.set_depth(depth);
         self.notify.notify_one();
+    }
+
+    /// Queue all of `payloads`, or none of them if they don't fit.
+    pub fn try_enqueue(&self, payloads: Vec<Payload>) -> Result<(), QueueFull> {
+        if let Some(spill) = &self.spill {
+            let blobs: Vec<Vec<u8>> = payloads.iter().map(spill_encode).collect();
+            let bytes: u64 = blobs.iter().map(|b| b.len() as u64).sum();
+            if spill.bytes() + bytes > spill.max_bytes() {
+                return Err(QueueFull {
+                    depth: spill.len(),
+                    capacity: spill.len(),
+                });
+            }
+            for blob in blobs {
+                if let Err(error) = spill.push(&blob) {
+                    // Earlier payloads of this call stay queued: they are delivered, and the
+                    // sender's retry of the whole request only duplicates samples, which
+                    // storage accepts.
+                    tracing::error!(target = %self.labels.target, %error, "can't write to the spill");
+                    return Err(QueueFull {
+                        depth: spill.len(),
+                        capacity: spill.len(),
+                    });
+                }
+            }
+            self.set_depth(spill.len());
+            self.notify.notify_one();
+            return Ok(());
+        }
+        let depth = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if q.items.len() + payloads.len() > self.settings.capacity {
+                return Err(QueueFull {
+                    depth: q.items.len(),
+                    capacity: self.settings.capacity,
+                });
+            }
+            for p in payloads {
+                let seq = q.next_seq;
+                q.next_seq += 1;
+                q.items.push_back((seq, p));
+            }
+            q.items.len()
+        };
+        self.set_depth(depth);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.settings.capacity
+    }
+
+    /// Room for `n` more requests of `bytes` in all right now.
+    pub fn has_room(&self, n: usize, bytes: u64) -> bool {
+        match &self.spill {
+            Some(spill) => spill.bytes() + bytes <= spill.max_bytes(),
+            None => self.depth() + n <= self.settings.capacity,
+        }
     }
 
     pub fn stats(&self) -> DeliveryStats {
@@ -185,6 +289,9 @@ impl Delivery {
     }
 
     pub fn depth(&self) -> usize {
+        if let Some(spill) = &self.spill {
+            return spill.len();
+        }
         self.queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -198,7 +305,6 @@ impl Delivery {
 
     fn set_depth(&self, depth: usize) {
         self.metrics
-            .collector
             .queue_depth
             .get_or_create(&self.labels)
             .set(depth as i64);
@@ -225,6 +331,13 @@ impl Delivery {
     /// Remove the request `seq` if it is still queued (the queue may have dropped it while it
     /// was in flight).
     fn complete(&self, seq: u64) {
+        if let Some(spill) = &self.spill {
+            if let Err(error) = spill.remove(seq) {
+                tracing::error!(target = %self.labels.target, %error, "can't remove a delivered request from the spill; it will be sent again");
+            }
+            self.set_depth(spill.len());
+            return;
+        }
         let depth = {
             let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if q.items.front().is_some_and(|(s, _)| *s == seq) {
@@ -240,9 +353,27 @@ impl Delivery {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
         loop {
-            let next = {
-                let q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                q.items.front().cloned()
+            let next = match &self.spill {
+                None => {
+                    let q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    q.items.front().cloned()
+                }
+                Some(spill) => match spill.front() {
+                    Ok(None) => None,
+                    Ok(Some((seq, blob))) => match spill_decode(blob) {
+                        Some(p) => Some((seq, p)),
+                        None => {
+                            tracing::error!(target = %self.labels.target, seq, "unreadable spilled request; dropped");
+                            self.complete(seq);
+                            continue;
+                        }
+                    },
+                    Err(error) => {
+                        tracing::error!(target = %self.labels.target, %error, "can't read the spill; retrying");
+                        tokio::time::sleep(self.settings.max_backoff).await;
+                        continue;
+                    }
+                },
             };
             let Some((seq, payload)) = next else {
                 if *stop.borrow() {
@@ -265,10 +396,8 @@ impl Delivery {
                     s.last_status = Some(status.as_u16());
                     s.last_success = Some(rfc3339(SystemTime::now()));
                     drop(s);
-                    self.outcome_counter(&self.metrics.collector.requests, "ok")
-                        .inc();
+                    self.outcome_counter(&self.metrics.requests, "ok").inc();
                     self.metrics
-                        .collector
                         .samples_written
                         .get_or_create(&self.labels)
                         .inc_by(payload.samples as u64);
@@ -286,9 +415,9 @@ impl Delivery {
                     s.last_status = Some(status.as_u16());
                     s.last_error = Some(format!("HTTP {}: {message}", status.as_u16()));
                     drop(s);
-                    self.outcome_counter(&self.metrics.collector.requests, "rejected")
+                    self.outcome_counter(&self.metrics.requests, "rejected")
                         .inc();
-                    self.outcome_counter(&self.metrics.collector.dropped_requests, "rejected")
+                    self.outcome_counter(&self.metrics.dropped_requests, "rejected")
                         .inc();
                 }
                 Attempt::Retry(why, retry_after) => {
@@ -306,8 +435,7 @@ impl Delivery {
                         s.requests_retried += 1;
                         s.last_error = Some(why);
                     }
-                    self.outcome_counter(&self.metrics.collector.requests, "retry")
-                        .inc();
+                    self.outcome_counter(&self.metrics.requests, "retry").inc();
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -329,8 +457,12 @@ impl Delivery {
                 .put(&endpoint.url)
                 .header(CONTENT_TYPE, "text/plain; version=0.0.4"),
         };
+        let mut headers = endpoint.headers.clone();
+        for (name, value) in &payload.headers {
+            headers.insert(name.clone(), value.clone());
+        }
         let response = request
-            .headers(endpoint.headers.clone())
+            .headers(headers)
             .timeout(self.settings.request_timeout)
             .body(payload.body.clone())
             .send()
@@ -371,6 +503,55 @@ pub fn backoff(settings: &DeliverySettings, failures: u32) -> Duration {
         .min(settings.max_backoff);
     let half = base / 2;
     half + half.mul_f64(fastrand::f64())
+}
+
+/// A payload as stored in the spill: `series` u32, `samples` u32, header count u16, then per
+/// header its name and value each as u16 length + bytes, then the body.
+fn spill_encode(p: &Payload) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.body.len() + 64);
+    out.extend_from_slice(&(p.series as u32).to_le_bytes());
+    out.extend_from_slice(&(p.samples as u32).to_le_bytes());
+    out.extend_from_slice(&(p.headers.len() as u16).to_le_bytes());
+    for (name, value) in &p.headers {
+        for part in [name.as_str().as_bytes(), value.as_bytes()] {
+            out.extend_from_slice(&(part.len() as u16).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    out.extend_from_slice(&p.body);
+    out
+}
+
+fn spill_decode(blob: Bytes) -> Option<Payload> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Option<Bytes> {
+        let part = blob.get(at..at + n)?;
+        at += n;
+        Some(blob.slice_ref(part))
+    };
+    let u32_at =
+        |b: Bytes| -> Option<u32> { Some(u32::from_le_bytes(b.as_ref().try_into().ok()?)) };
+    let u16_at = |b: Bytes| -> Option<usize> {
+        Some(u16::from_le_bytes(b.as_ref().try_into().ok()?) as usize)
+    };
+    let series = u32_at(take(4)?)? as usize;
+    let samples = u32_at(take(4)?)? as usize;
+    let count = u16_at(take(2)?)?;
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let n = u16_at(take(2)?)?;
+        let name = http::HeaderName::from_bytes(&take(n)?).ok()?;
+        let n = u16_at(take(2)?)?;
+        let value = HeaderValue::from_bytes(&take(n)?).ok()?;
+        headers.push((name, value));
+    }
+    let body = blob.slice(at..);
+    Some(Payload {
+        body,
+        series,
+        samples,
+        headers,
+    })
 }
 
 #[cfg(test)]

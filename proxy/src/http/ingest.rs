@@ -1,0 +1,217 @@
+//! The ingest gateway's HTTP side: `POST /api/v1/write` (and `/api/v1/push`, `/write`) on the
+//! API listener, `GET /api/v1/governance/top|usage` and `/debug/ingest` on the admin listener.
+//! Remote-write answers are plain text, as Prometheus' own receiver gives them.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::AppState;
+use super::params::Params;
+use crate::auth::AuthSettings;
+use crate::ingest::analytics::TopBy;
+use crate::telemetry::CodeLabels;
+
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/write", post(write))
+        .route("/api/v1/push", post(write))
+        .route("/write", post(write))
+}
+
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/governance/top", get(top))
+        .route("/api/v1/governance/usage", get(usage))
+        .route("/debug/ingest", get(debug))
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut m = message.into();
+    if !m.is_empty() && !m.ends_with('\n') {
+        m.push('\n');
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        m,
+    )
+        .into_response()
+}
+
+fn count(state: &AppState, status: StatusCode) {
+    state
+        .metrics()
+        .ingest
+        .requests
+        .get_or_create(&CodeLabels {
+            code: status.as_u16().to_string(),
+        })
+        .inc();
+}
+
+/// The sender's tenant: the bearer token's (auth mode bearer), else the `ingest.tenant_header`,
+/// else `ingest.default_tenant`.
+fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
+    let runtime = state.runtime();
+    let config = state.ingest().config();
+    let tenant = if matches!(runtime.settings.auth, AuthSettings::Bearer { .. }) {
+        runtime
+            .auth
+            .identify(headers, &Params::default())
+            .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?
+    } else {
+        let mut values = headers.get_all(config.tenant_header.as_str()).iter();
+        match (values.next(), values.next()) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("{} given more than once", config.tenant_header),
+                ));
+            }
+            (Some(v), None) => v
+                .to_str()
+                .map_err(|_| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("{} is not readable text", config.tenant_header),
+                    )
+                })?
+                .trim()
+                .to_string(),
+            _ => match config.default_tenant {
+                Some(t) => t,
+                None => {
+                    return Err((
+                        StatusCode::UNAUTHORIZED,
+                        format!(
+                            "no tenant: set the {} header (no default tenant is configured)",
+                            config.tenant_header
+                        ),
+                    ));
+                }
+            },
+        }
+    };
+    crate::tenant::validate_tenant_id(&tenant).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    Ok(tenant)
+}
+
+async fn write(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ingest = state.ingest().clone();
+    if !ingest.enabled() {
+        // Like every other path this gateway does not serve.
+        count(&state, StatusCode::FORBIDDEN);
+        return crate::error::ApiError::forbidden(format!(
+            "{} is not served: remote write is not enabled on this gateway (ingest.enabled: false)",
+            uri.path()
+        ))
+        .into_response();
+    }
+    let tenant = match tenant(&state, &headers) {
+        Ok(t) => t,
+        Err((status, message)) => {
+            count(&state, status);
+            tracing::info!(status = status.as_u16(), %message, "remote write refused");
+            return text(status, message);
+        }
+    };
+    let limit = ingest.config().max_body_bytes;
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            count(&state, StatusCode::PAYLOAD_TOO_LARGE);
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "body larger than ingest.max_body_bytes ({limit} bytes); send smaller batches"
+                ),
+            );
+        }
+    };
+    let header_text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header_text(header::CONTENT_TYPE);
+    let content_encoding = header_text(header::CONTENT_ENCODING);
+    // Decoding and the rules are CPU work: keep them off the async workers.
+    let answer = tokio::task::spawn_blocking(move || {
+        ingest.receive(
+            &tenant,
+            content_type.as_deref(),
+            content_encoding.as_deref(),
+            &body,
+        )
+    })
+    .await;
+    match answer {
+        Ok(a) => {
+            let mut response = text(a.status, a.message);
+            if let Some(secs) = a.retry_after
+                && let Ok(v) = secs.to_string().parse()
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request could not be processed: {e}"),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TopParams {
+    tenant: Option<String>,
+    by: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn top(State(state): State<AppState>, Query(p): Query<TopParams>) -> Response {
+    let by = match p.by.as_deref().unwrap_or("series").parse::<TopBy>() {
+        Ok(b) => b,
+        Err(e) => return crate::error::ApiError::bad_data(e).into_response(),
+    };
+    let limit = p.limit.unwrap_or(20).min(1000);
+    let entries = state
+        .ingest()
+        .top(p.tenant.as_deref().filter(|t| !t.is_empty()), by, limit);
+    Json(serde_json::json!({"status": "success", "data": entries})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct UsageParams {
+    tenant: Option<String>,
+}
+
+async fn usage(State(state): State<AppState>, Query(p): Query<UsageParams>) -> Response {
+    let stats = state
+        .ingest()
+        .usage
+        .stats()
+        .snapshot(p.tenant.as_deref().filter(|t| !t.is_empty()));
+    Json(serde_json::json!({"status": "success", "data": stats})).into_response()
+}
+
+async fn debug(State(state): State<AppState>) -> Response {
+    let ingest = state.ingest();
+    Json(serde_json::json!({
+        "enabled": ingest.enabled(),
+        "destinations": ingest.forward_stats(),
+        "tenants": ingest.tracker.tenants(),
+    }))
+    .into_response()
+}

@@ -1,0 +1,282 @@
+//! Forwarding accepted series to storage: per request and tenant, series with identical labels
+//! merged (one bad duplicate makes Prometheus refuse the whole request), batches of at most
+//! `batch_series`, the tenant header on each request, and one delivery queue per destination.
+//! A request is queued for every destination or for none, so the receiver can answer 503
+//! without having half-accepted it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::collector::target::{Endpoint, Protocol};
+use crate::config::ingest::ForwardConfig;
+use crate::delivery::spill::SpillQueue;
+use crate::delivery::{Delivery, DeliverySettings, DeliveryStats, Payload, QueueFull};
+use crate::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
+use crate::telemetry::{DeliveryFamilies, EndpointLabels};
+
+struct Destination {
+    name: String,
+    tenant_header: Option<HeaderName>,
+    tenant_value: String,
+    delivery: Arc<Delivery>,
+}
+
+/// The destinations and their workers.
+pub struct Forwarder {
+    destinations: Vec<Destination>,
+    batch_series: usize,
+    /// Serialises `accept` so that "room everywhere, then queue everywhere" holds.
+    accepting: Mutex<()>,
+    stop: watch::Sender<bool>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field(
+                "destinations",
+                &self
+                    .destinations
+                    .iter()
+                    .map(|d| &d.name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forwarder {
+    /// Build the destinations and start their workers (needs a Tokio runtime).
+    pub fn start(config: &ForwardConfig, families: DeliveryFamilies) -> Result<Forwarder, String> {
+        crate::backend::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "prometheus-multi-tenant-proxy/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut destinations = Vec::new();
+        let mut workers = Vec::new();
+        for d in &config.destinations {
+            let mut headers = HeaderMap::new();
+            for (k, v) in &d.headers {
+                let name = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| format!("destination {}: bad header name {k:?}", d.name))?;
+                let value = HeaderValue::from_str(v)
+                    .map_err(|_| format!("destination {}: bad value of header {k}", d.name))?;
+                headers.insert(name, value);
+            }
+            let tenant_header = match d.tenant_header.as_deref() {
+                None => Some(HeaderName::from_static("x-scope-orgid")),
+                Some("") => None,
+                Some(h) => Some(
+                    HeaderName::from_bytes(h.as_bytes())
+                        .map_err(|_| format!("destination {}: bad tenant_header {h:?}", d.name))?,
+                ),
+            };
+            let labels = EndpointLabels {
+                namespace: String::new(),
+                resource: "ingest".into(),
+                target: d.name.clone(),
+            };
+            let endpoint = Endpoint {
+                name: d.name.clone(),
+                url: d.url.clone(),
+                protocol: Protocol::RemoteWrite,
+                headers,
+                tls: None,
+            };
+            let settings = DeliverySettings {
+                capacity: config.queue_capacity,
+                request_timeout: config.request_timeout,
+                min_backoff: config.min_backoff,
+                max_backoff: config.max_backoff,
+            };
+            let delivery = match &config.spill_directory {
+                None => Delivery::new(labels, endpoint, client.clone(), settings, families.clone()),
+                Some(dir) => {
+                    let spill = SpillQueue::open(&dir.join(&d.name), config.spill_max_bytes)
+                        .map_err(|e| format!("destination {}: {e}", d.name))?;
+                    if !spill.is_empty() {
+                        tracing::info!(destination = %d.name, requests = spill.len(), "sending what the spill kept from before the restart");
+                    }
+                    Delivery::with_spill(
+                        labels,
+                        endpoint,
+                        client.clone(),
+                        settings,
+                        families.clone(),
+                        spill,
+                    )
+                }
+            };
+            workers.push(tokio::spawn(delivery.clone().run(stop_rx.clone())));
+            destinations.push(Destination {
+                name: d.name.clone(),
+                tenant_header,
+                tenant_value: d.tenant_value.clone().unwrap_or_else(|| "{tenant}".into()),
+                delivery,
+            });
+        }
+        Ok(Forwarder {
+            destinations,
+            batch_series: config.batch_series.max(1),
+            accepting: Mutex::new(()),
+            stop,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// Queue one tenant's accepted series (and the request's metadata) for every destination,
+    /// or for none when a queue has no room. Returns the number of series forwarded.
+    pub fn accept(
+        &self,
+        tenant: &str,
+        series: Vec<TimeSeries>,
+        metadata: Vec<MetricMetadata>,
+    ) -> Result<usize, QueueFull> {
+        let series = merge_duplicates(series);
+        if series.is_empty() && metadata.is_empty() {
+            return Ok(0);
+        }
+        let count = series.len();
+        let mut bodies = Vec::new();
+        let mut metadata = Some(metadata);
+        for chunk in series.chunks(self.batch_series) {
+            let request = WriteRequest {
+                timeseries: chunk.to_vec(),
+                metadata: metadata.take().unwrap_or_default(),
+            };
+            bodies.push((
+                bytes::Bytes::from(crate::remote_write::encode_write_request(&request)),
+                chunk.len(),
+                chunk
+                    .iter()
+                    .map(|t| t.samples.len() + t.histograms.len())
+                    .sum::<usize>(),
+            ));
+        }
+        if let Some(metadata) = metadata.filter(|m| !m.is_empty()) {
+            let request = WriteRequest {
+                timeseries: Vec::new(),
+                metadata,
+            };
+            bodies.push((
+                crate::remote_write::encode_write_request(&request).into(),
+                0,
+                0,
+            ));
+        }
+        let _serial = self
+            .accepting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let bytes: u64 = bodies.iter().map(|(b, _, _)| b.len() as u64 + 64).sum();
+        if let Some(full) = self
+            .destinations
+            .iter()
+            .find(|d| !d.delivery.has_room(bodies.len(), bytes))
+        {
+            return Err(QueueFull {
+                depth: full.delivery.depth(),
+                capacity: full.delivery.capacity(),
+            });
+        }
+        for d in &self.destinations {
+            let headers: Vec<(HeaderName, HeaderValue)> = match &d.tenant_header {
+                Some(name) => HeaderValue::from_str(&d.tenant_value.replace("{tenant}", tenant))
+                    .map(|v| vec![(name.clone(), v)])
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let payloads = bodies
+                .iter()
+                .map(|(body, series, samples)| Payload {
+                    body: body.clone(),
+                    series: *series,
+                    samples: *samples,
+                    headers: headers.clone(),
+                })
+                .collect();
+            d.delivery.try_enqueue(payloads)?;
+        }
+        Ok(count)
+    }
+
+    /// Per destination: URL, queue depth, requests, last error.
+    pub fn stats(&self) -> BTreeMap<String, DeliveryStats> {
+        self.destinations
+            .iter()
+            .map(|d| (d.name.clone(), d.delivery.stats()))
+            .collect()
+    }
+
+    /// Stop taking work and let the queues drain for up to `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let workers =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
+        let deadline = tokio::time::Instant::now() + grace;
+        for mut w in workers {
+            if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
+                w.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        for w in self
+            .workers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            w.abort();
+        }
+    }
+}
+
+/// One series per label set: samples merged in time order, the first of equal timestamps kept.
+pub fn merge_duplicates(series: Vec<TimeSeries>) -> Vec<TimeSeries> {
+    let mut index: HashMap<Vec<Label>, usize> = HashMap::with_capacity(series.len());
+    let mut out: Vec<TimeSeries> = Vec::with_capacity(series.len());
+    let mut merged = false;
+    for s in series {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                merged = true;
+                let t = &mut out[i];
+                t.samples.extend(s.samples);
+                t.histograms.extend(s.histograms);
+                t.exemplars.extend(s.exemplars);
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    if merged {
+        for t in &mut out {
+            t.samples.sort_by_key(|s: &Sample| s.timestamp);
+            t.samples.dedup_by_key(|s| s.timestamp);
+            t.histograms.sort_by_key(|h| h.timestamp);
+            t.histograms.dedup_by_key(|h| h.timestamp);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+//! What every remote-write request and series must satisfy before any rule runs. Each failure
+//! has a fixed reason (the counter label) and a message for the 400 answer that says what to
+//! fix. Storage is shielded from what hurts it: snappy bombs (the declared length is checked
+//! before allocating), duplicate label names (Prometheus 2.42 answers 500, which senders retry
+//! forever), series without a name, oversized labels, samples far in the future.
+
+use crate::config::ingest::IngestLimits;
+use crate::remote_write::{self, CodecError, Label, TimeSeries, WriteRequest};
+
+/// Why a request or a series was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Fixed, low-cardinality: the `reason` label of the counters.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Check the headers a remote-write 1.0 sender sets. A missing `Content-Encoding` is accepted
+/// (some clients omit it); another encoding or content type is refused.
+pub fn check_headers(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<(), Refusal> {
+    let ct = content_type.unwrap_or("application/x-protobuf");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/x-protobuf") {
+        return Err(Refusal::new(
+            "content_type",
+            format!("Content-Type {ct:?} is not remote write (application/x-protobuf)"),
+        ));
+    }
+    // Remote write 2.0 announces itself with a `proto=` parameter.
+    if let Some(proto) = ct
+        .split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix("proto="))
+        && proto != "prometheus.WriteRequest"
+    {
+        return Err(Refusal::new(
+            "content_type",
+            format!(
+                "remote write message {proto:?} is not supported; send remote write 1.0 (prometheus.WriteRequest)"
+            ),
+        ));
+    }
+    match content_encoding {
+        None => Ok(()),
+        Some(e) if e.eq_ignore_ascii_case("snappy") => Ok(()),
+        Some(e) => Err(Refusal::new(
+            "content_encoding",
+            format!("Content-Encoding {e:?} is not supported; remote write uses snappy"),
+        )),
+    }
+}
+
+/// Decompress and decode, refusing bodies that claim more than `max_decompressed` bytes
+/// before allocating for them.
+pub fn decode(body: &[u8], max_decompressed: usize) -> Result<WriteRequest, Refusal> {
+    if body.is_empty() {
+        return Err(Refusal::new("empty_body", "empty body"));
+    }
+    remote_write::decode_write_request(body, max_decompressed).map_err(|e| match e {
+        CodecError::TooLarge { claimed, limit } => Refusal::new(
+            "too_large",
+            format!("decompressed body of {claimed} bytes exceeds the limit of {limit} bytes; send smaller batches"),
+        ),
+        CodecError::Snappy(e) => Refusal::new("snappy", format!("invalid snappy body: {e}")),
+        CodecError::Protobuf(e) if e.to_string().contains("UTF-8") => Refusal::new(
+            "invalid_utf8",
+            format!("a label name or value is not valid UTF-8: {e}"),
+        ),
+        CodecError::Protobuf(e) => Refusal::new(
+            "protobuf",
+            format!("not a remote-write WriteRequest: {e}"),
+        ),
+    })
+}
+
+/// Check one series and sort its labels (the spec requires sorted labels; senders don't
+/// always comply).
+pub fn check_series(
+    series: &mut TimeSeries,
+    limits: &IngestLimits,
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    if series.labels.len() > limits.max_labels_per_series {
+        return Err(Refusal::new(
+            "too_many_labels",
+            format!(
+                "series {} has {} labels; the limit is {}",
+                describe(&series.labels),
+                series.labels.len(),
+                limits.max_labels_per_series
+            ),
+        ));
+    }
+    series.labels.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut name = None;
+    for (i, l) in series.labels.iter().enumerate() {
+        if l.name.is_empty() {
+            return Err(Refusal::new(
+                "empty_label_name",
+                format!(
+                    "series {} has a label with an empty name",
+                    describe(&series.labels)
+                ),
+            ));
+        }
+        if i > 0 && series.labels[i - 1].name == l.name {
+            return Err(Refusal::new(
+                "duplicate_label",
+                format!(
+                    "series {} has the label {:?} twice",
+                    describe(&series.labels),
+                    l.name
+                ),
+            ));
+        }
+        if l.name.len() > limits.max_label_name_length {
+            return Err(Refusal::new(
+                "label_name_too_long",
+                format!(
+                    "label name {:?}… is {} bytes; the limit is {}",
+                    truncate(&l.name, 40),
+                    l.name.len(),
+                    limits.max_label_name_length
+                ),
+            ));
+        }
+        if l.value.len() > limits.max_label_value_length {
+            return Err(Refusal::new(
+                "label_value_too_long",
+                format!(
+                    "value of label {:?} in series {} is {} bytes; the limit is {}",
+                    l.name,
+                    describe(&series.labels),
+                    l.value.len(),
+                    limits.max_label_value_length
+                ),
+            ));
+        }
+        if l.name == "__name__" {
+            name = Some(l.value.as_str());
+        }
+    }
+    if name.is_none_or(str::is_empty) {
+        return Err(Refusal::new(
+            "missing_name",
+            format!(
+                "series {} has no metric name (__name__)",
+                describe(&series.labels)
+            ),
+        ));
+    }
+    let horizon = now_ms.saturating_add(limits.max_future.as_millis() as i64);
+    let future = series
+        .samples
+        .iter()
+        .map(|s| s.timestamp)
+        .chain(series.histograms.iter().map(|h| h.timestamp))
+        .find(|t| *t > horizon);
+    if let Some(t) = future {
+        return Err(Refusal::new(
+            "too_far_in_future",
+            format!(
+                "series {} has a sample {} s ahead of the gateway's clock; the limit is {} s",
+                describe(&series.labels),
+                (t - now_ms) / 1000,
+                limits.max_future.as_secs()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The metric name of a checked series.
+pub fn metric_name(labels: &[Label]) -> &str {
+    labels
+        .iter()
+        .find(|l| l.name == "__name__")
+        .map_or("", |l| l.value.as_str())
+}
+
+/// `name{a="b",...}` for messages, shortened.
+fn describe(labels: &[Label]) -> String {
+    let name = metric_name(labels);
+    let rest: Vec<String> = labels
+        .iter()
+        .filter(|l| l.name != "__name__")
+        .take(5)
+        .map(|l| format!("{}={:?}", truncate(&l.name, 40), truncate(&l.value, 40)))
+        .collect();
+    let more = if labels.len() > 6 { ",…" } else { "" };
+    format!("{}{{{}{more}}}", truncate(name, 80), rest.join(","))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,264 @@
+//! A tenant's governance rules, compiled once per config load, applied to every series that
+//! passed the limits, in this order: naming standards, relabel rules, label drops, cardinality
+//! limits, unused metrics. In dry-run mode every rule is evaluated on a copy and what it would
+//! drop is counted apart, but the series is forwarded unchanged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use regex::Regex;
+
+use super::analytics::Analytics;
+use super::cardinality::{Admit, SeriesTracker, series_hash};
+use super::limits::{Refusal, metric_name};
+use super::usage::Usage;
+use crate::config::ingest::{
+    CardinalityLimits, GovernanceConfig, NamingAction, TenantRules, UnusedAction,
+};
+use crate::relabel::RelabelProgram;
+use crate::remote_write::{Label, TimeSeries};
+
+/// What happens to one series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Dropped and counted under `reason`.
+    Drop {
+        reason: &'static str,
+    },
+    /// The request is answered 400 (the series is not forwarded).
+    Reject(Refusal),
+}
+
+#[derive(Debug)]
+struct Naming {
+    name: Option<Regex>,
+    required: Vec<String>,
+    forbidden: Vec<String>,
+    action: NamingAction,
+}
+
+/// One tenant's compiled rules.
+#[derive(Debug)]
+pub struct TenantPipeline {
+    pub dry_run: bool,
+    naming: Option<Naming>,
+    relabel: RelabelProgram,
+    label_drops: Vec<String>,
+    cardinality: CardinalityLimits,
+    unused: UnusedAction,
+}
+
+/// Every tenant's pipeline.
+#[derive(Debug)]
+pub struct Governance {
+    default: Arc<TenantPipeline>,
+    tenants: HashMap<String, Arc<TenantPipeline>>,
+}
+
+/// What a pipeline reads besides the series.
+pub struct Context<'a> {
+    pub tracker: &'a SeriesTracker,
+    pub analytics: &'a Analytics,
+    pub usage: &'a Usage,
+    pub now: Instant,
+    pub wall: SystemTime,
+}
+
+impl Governance {
+    /// Compile every tenant's rules; errors name the key (the config validation ran the same
+    /// compilers, so this only fails on a config that skipped it).
+    pub fn compile(config: &GovernanceConfig) -> Result<Governance, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut build = |at: String, rules: &TenantRules| match TenantPipeline::compile(&at, rules)
+        {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        let default = build("ingest.governance.default".into(), &config.default);
+        let tenants: HashMap<String, Arc<TenantPipeline>> = config
+            .tenants
+            .iter()
+            .filter_map(|(t, r)| {
+                build(format!("ingest.governance.tenants.{t}"), r).map(|p| (t.clone(), p))
+            })
+            .collect();
+        match default {
+            Some(default) if errors.is_empty() => Ok(Governance { default, tenants }),
+            _ => Err(errors),
+        }
+    }
+
+    pub fn for_tenant(&self, tenant: &str) -> &TenantPipeline {
+        self.tenants.get(tenant).unwrap_or(&self.default)
+    }
+
+    /// Tenants with their own rules: the only tenant values used as metric labels (senders
+    /// choose tenant names, so others are counted together).
+    pub fn has_rules(&self, tenant: &str) -> bool {
+        self.tenants.contains_key(tenant)
+    }
+}
+
+impl TenantPipeline {
+    fn compile(at: &str, rules: &TenantRules) -> Result<TenantPipeline, Vec<String>> {
+        let relabel = RelabelProgram::compile_at(&format!("{at}.relabel"), &rules.relabel)
+            .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let naming = match &rules.naming {
+            None => None,
+            Some(n) => Some(Naming {
+                name: match &n.metric_name_regex {
+                    None => None,
+                    Some(re) => Some(
+                        Regex::new(&format!("^(?:{re})$"))
+                            .map_err(|e| vec![format!("{at}.naming.metric_name_regex: {e}")])?,
+                    ),
+                },
+                required: n.required_labels.clone(),
+                forbidden: n.forbidden_labels.clone(),
+                action: n.action,
+            }),
+        };
+        Ok(TenantPipeline {
+            dry_run: rules.dry_run,
+            naming,
+            relabel,
+            label_drops: rules.label_drops.clone(),
+            cardinality: rules.cardinality.clone(),
+            unused: rules.unused_metrics,
+        })
+    }
+
+    /// Apply the rules to one checked series (labels sorted, named). On `Keep` the series
+    /// holds what to forward.
+    pub fn apply(&self, tenant: &str, series: &mut TimeSeries, cx: &Context<'_>) -> Verdict {
+        if self.dry_run {
+            let mut copy = series.labels.clone();
+            let metric = metric_name(&series.labels).to_string();
+            if let Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) =
+                self.run(tenant, &mut copy, cx)
+            {
+                cx.analytics.record_drop(tenant, &metric, reason, 1, true);
+            }
+            cx.analytics
+                .record_samples(tenant, &metric, sample_count(series), cx.now);
+            return Verdict::Keep;
+        }
+        let verdict = self.run(tenant, &mut series.labels, cx);
+        let metric = metric_name(&series.labels);
+        match &verdict {
+            Verdict::Keep => {
+                cx.analytics
+                    .record_samples(tenant, metric, sample_count(series), cx.now)
+            }
+            Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) => {
+                cx.analytics.record_drop(tenant, metric, reason, 1, false);
+            }
+        }
+        verdict
+    }
+
+    fn run(&self, tenant: &str, labels: &mut Vec<Label>, cx: &Context<'_>) -> Verdict {
+        if let Some(n) = &self.naming
+            && let Some(violation) = n.check(labels)
+        {
+            return match n.action {
+                NamingAction::Drop => Verdict::Drop { reason: "naming" },
+                NamingAction::Reject => Verdict::Reject(violation),
+            };
+        }
+        if !self.relabel.is_empty() && !self.relabel.apply(labels) {
+            return Verdict::Drop { reason: "relabel" };
+        }
+        if !self.label_drops.is_empty() {
+            labels.retain(|l| l.name == "__name__" || !self.label_drops.contains(&l.name));
+        }
+        let metric = metric_name(labels);
+        if metric.is_empty() {
+            return Verdict::Drop {
+                reason: "relabel_removed_name",
+            };
+        }
+        if self.cardinality.max_series > 0 || self.cardinality.max_series_per_metric > 0 {
+            let admit = cx.tracker.admit(
+                tenant,
+                metric,
+                series_hash(labels),
+                &self.cardinality,
+                self.dry_run,
+                cx.now,
+            );
+            match admit {
+                Admit::Existing | Admit::New => {}
+                Admit::OverTenantLimit => {
+                    return Verdict::Drop {
+                        reason: "cardinality_tenant",
+                    };
+                }
+                Admit::OverMetricLimit => {
+                    return Verdict::Drop {
+                        reason: "cardinality_metric",
+                    };
+                }
+            }
+        }
+        match self.unused {
+            UnusedAction::Off => {}
+            UnusedAction::Report => {
+                if cx.usage.is_unused(tenant, metric, cx.wall) {
+                    cx.analytics.record_drop(tenant, metric, "unused", 1, true);
+                }
+            }
+            UnusedAction::Drop => {
+                if cx.usage.is_unused(tenant, metric, cx.wall) {
+                    return Verdict::Drop { reason: "unused" };
+                }
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+impl Naming {
+    fn check(&self, labels: &[Label]) -> Option<Refusal> {
+        let metric = metric_name(labels);
+        if let Some(re) = &self.name
+            && !re.is_match(metric)
+        {
+            return Some(Refusal {
+                reason: "naming",
+                message: format!(
+                    "metric name {metric:?} does not follow the naming standard ^(?:{})$",
+                    re.as_str()
+                        .trim_start_matches("^(?:")
+                        .trim_end_matches(")$")
+                ),
+            });
+        }
+        let has = |name: &str| labels.iter().any(|l| l.name == name && !l.value.is_empty());
+        if let Some(missing) = self.required.iter().find(|r| !has(r)) {
+            return Some(Refusal {
+                reason: "naming",
+                message: format!("{metric} lacks the required label {missing:?}"),
+            });
+        }
+        if let Some(forbidden) = self.forbidden.iter().find(|f| has(f)) {
+            return Some(Refusal {
+                reason: "naming",
+                message: format!("{metric} carries the forbidden label {forbidden:?}"),
+            });
+        }
+        None
+    }
+}
+
+fn sample_count(series: &TimeSeries) -> u64 {
+    (series.samples.len() + series.histograms.len()) as u64
+}
+
+#[cfg(test)]
+mod tests;

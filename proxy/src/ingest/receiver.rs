@@ -1,0 +1,166 @@
+//! One remote-write request, from body to answer: headers, decoding, the limits of every series,
+//! the tenant's pipeline, then all-or-nothing queueing. Answers follow remote-write semantics:
+//! 204 when the data is safely queued, 400 (not retried by senders) for data it refuses, 503
+//! (retried) when it cannot take the request now, never 2xx for data it then loses.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+
+use super::Ingest;
+use super::limits::{self, Refusal};
+use super::pipeline::{Context, Verdict};
+use crate::telemetry::{CodeLabels, DropLabels, ReasonLabels};
+
+/// The answer to a sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub message: String,
+    /// Seconds, with 503.
+    pub retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, message: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl Ingest {
+    /// Handle one request of `tenant` (already identified).
+    pub fn receive(
+        &self,
+        tenant: &str,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let answer = self.receive_inner(tenant, content_type, content_encoding, body);
+        self.metrics
+            .ingest
+            .requests
+            .get_or_create(&CodeLabels {
+                code: answer.status.as_u16().to_string(),
+            })
+            .inc();
+        if answer.status.is_client_error() {
+            tracing::info!(tenant, status = answer.status.as_u16(), reason = %answer.message, "remote write refused");
+        }
+        answer
+    }
+
+    fn refuse(&self, refusal: &Refusal) {
+        self.metrics
+            .ingest
+            .refused_series
+            .get_or_create(&ReasonLabels {
+                reason: refusal.reason.to_string(),
+            })
+            .inc();
+    }
+
+    fn receive_inner(
+        &self,
+        tenant: &str,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let settings = self.settings.load();
+        let config = &settings.config;
+        if let Err(r) = limits::check_headers(content_type, content_encoding) {
+            self.refuse(&r);
+            return Answer::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, r.message);
+        }
+        let mut request = match limits::decode(body, config.max_decompressed_bytes) {
+            Ok(r) => r,
+            Err(r) => {
+                self.refuse(&r);
+                let status = if r.reason == "too_large" {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return Answer::new(status, r.message);
+            }
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let pipeline = settings.governance.for_tenant(tenant);
+        let cx = Context {
+            tracker: &self.tracker,
+            analytics: &self.analytics,
+            usage: &self.usage,
+            now: Instant::now(),
+            wall: SystemTime::now(),
+        };
+        let drop_tenant = if settings.governance.has_rules(tenant) {
+            tenant
+        } else {
+            "_other"
+        };
+        let mut refusals: Vec<Refusal> = Vec::new();
+        let mut kept = Vec::with_capacity(request.timeseries.len());
+        for mut series in std::mem::take(&mut request.timeseries) {
+            if let Err(r) = limits::check_series(&mut series, &config.limits, now_ms) {
+                self.refuse(&r);
+                refusals.push(r);
+                continue;
+            }
+            match pipeline.apply(tenant, &mut series, &cx) {
+                Verdict::Keep => kept.push(series),
+                Verdict::Drop { reason } => self.count_drop(drop_tenant, reason, false),
+                Verdict::Reject(r) => {
+                    self.count_drop(drop_tenant, r.reason, false);
+                    refusals.push(r);
+                }
+            }
+        }
+        let Some(forwarder) = &self.forwarder else {
+            return Answer::new(StatusCode::NOT_FOUND, "the ingest gateway is disabled");
+        };
+        match forwarder.accept(tenant, kept, request.metadata) {
+            Ok(n) => {
+                self.metrics.ingest.forwarded_series.inc_by(n as u64);
+            }
+            Err(full) => {
+                // Nothing was queued: the sender retries the whole request later.
+                return Answer {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: format!("the gateway's forwarding {full}; retry later"),
+                    retry_after: Some(5),
+                };
+            }
+        }
+        match refusals.first() {
+            None => Answer::new(StatusCode::NO_CONTENT, ""),
+            Some(first) => Answer::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{} series refused, the others were accepted; first: {}",
+                    refusals.len(),
+                    first.message
+                ),
+            ),
+        }
+    }
+
+    fn count_drop(&self, tenant: &str, reason: &str, dry_run: bool) {
+        self.metrics
+            .ingest
+            .dropped_series
+            .get_or_create(&DropLabels {
+                tenant: tenant.to_string(),
+                reason: reason.to_string(),
+                dry_run: dry_run.to_string(),
+            })
+            .inc();
+    }
+}
