@@ -383,11 +383,20 @@ impl Config {
         for d in [
             self.remote_write.secrets_directory.as_mut(),
             self.remote_write.state_directory.as_mut(),
+            self.ingest.forward.spill_directory.as_mut(),
         ]
         .into_iter()
         .flatten()
         {
             resolve(d);
+        }
+        let usage = &mut self.ingest.usage;
+        for f in usage
+            .rule_files
+            .iter_mut()
+            .chain(usage.dashboard_files.iter_mut())
+        {
+            resolve(f);
         }
         for t in &mut self.auth.bearer.tokens {
             if let Some(f) = t.token_file.as_mut() {

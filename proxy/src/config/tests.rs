@@ -312,3 +312,37 @@ fn collector_settings_have_defaults_and_checked_templates() {
         assert!(e.contains(needle), "{needle} not in {e}");
     }
 }
+
+#[test]
+fn ingest_paths_resolve_against_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}ingest:\n  enabled: true\n  forward:\n    destinations: [{{name: s, url: \"http://127.0.0.1:1/api/v1/write\"}}]\n    spill_directory: spill\n  usage:\n    rule_files: [rules/a.yaml]\n    dashboard_files: [/abs/d.json]\n",
+            minimal()
+        ),
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.ingest.forward.spill_directory, Some(dir.path().join("spill")));
+    assert_eq!(c.ingest.usage.rule_files, [dir.path().join("rules/a.yaml")]);
+    assert_eq!(c.ingest.usage.dashboard_files, [std::path::PathBuf::from("/abs/d.json")]);
+}
+
+#[test]
+fn ingest_needs_a_destination_and_valid_rules() {
+    let text = format!(
+        "{}ingest:\n  enabled: true\n  governance:\n    tenants:\n      t:\n        relabel: [{{source_labels: [a], regex: \"(\", action: drop}}]\n        naming: {{metric_name_regex: \"[\"}}\n",
+        minimal()
+    );
+    let e = Config::from_yaml(&text, "c.yaml").unwrap_err().to_string();
+    for needle in [
+        "ingest.forward.destinations: at least one destination",
+        "ingest.governance.tenants.t.relabel[0].regex",
+        "ingest.governance.tenants.t.naming.metric_name_regex",
+    ] {
+        assert!(e.contains(needle), "{needle} not in {e}");
+    }
+}
