@@ -32,6 +32,9 @@ pub struct StartOptions {
     pub basic_auth: Option<(String, String)>,
     /// Appended to the command line after the harness flags.
     pub extra_args: Vec<String>,
+    /// Agent mode (`--enable-feature=agent`): scrape and remote-write only, no TSDB, no query
+    /// API, no remote-write receiver.
+    pub agent: bool,
 }
 
 /// The `Authorization` header value for HTTP basic auth.
@@ -104,13 +107,18 @@ impl Prometheus {
             let mut command = vec![
                 bin.display().to_string(),
                 format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", data.display()),
                 format!("--web.listen-address=127.0.0.1:{port}"),
-                "--web.enable-remote-write-receiver".into(),
-                "--storage.tsdb.retention.time=30d".into(),
-                "--query.lookback-delta=5m".into(),
                 "--log.level=warn".into(),
             ];
+            if opts.agent {
+                command.push("--enable-feature=agent".into());
+                command.push(format!("--storage.agent.path={}", data.display()));
+            } else {
+                command.push(format!("--storage.tsdb.path={}", data.display()));
+                command.push("--web.enable-remote-write-receiver".into());
+                command.push("--storage.tsdb.retention.time=30d".into());
+                command.push("--query.lookback-delta=5m".into());
+            }
             if let Some(path) = &web_config {
                 command.push(format!("--web.config.file={}", path.display()));
             }

@@ -406,7 +406,7 @@ impl CollectorLab {
             None,
             &e2e::prometheus::StartOptions {
                 basic_auth: Some((AUTH_USER.into(), AUTH_PASSWORD.into())),
-                extra_args: Vec::new(),
+                ..Default::default()
             },
         )?;
         let pushgateway = e2e::Pushgateway::start("col-d-pgw")?;

@@ -10,6 +10,8 @@ mod bad_input;
 mod binary;
 mod collector;
 mod collector_lab;
+mod ingest;
+mod ingest_lab;
 mod isolation;
 mod oracle;
 mod support;
@@ -34,13 +36,14 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 6] = [
+    let suites: [Suite; 7] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
         ("backends", backends::cases),
         ("binary", binary::cases),
         ("collector", collector::cases),
+        ("ingest", ingest::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {

@@ -235,6 +235,8 @@ pub struct Env {
     /// The collector's processes, started by the first collector test.
     pub collector:
         std::sync::OnceLock<std::result::Result<crate::collector_lab::CollectorLab, String>>,
+    /// The ingest gateway's processes, started by the first ingest test.
+    pub ingest: std::sync::OnceLock<std::result::Result<crate::ingest_lab::IngestLab, String>>,
 }
 
 impl Env {
@@ -271,6 +273,7 @@ impl Env {
             oracles,
             proxy,
             collector: std::sync::OnceLock::new(),
+            ingest: std::sync::OnceLock::new(),
         }))
     }
 
@@ -331,6 +334,14 @@ impl Env {
             })
             .as_ref()
             .map_err(|e| anyhow::anyhow!("collector lab: {e}"))
+    }
+
+    /// The ingest lab, started once.
+    pub fn ingest_lab(&self) -> Result<&crate::ingest_lab::IngestLab> {
+        self.ingest
+            .get_or_init(|| crate::ingest_lab::IngestLab::start(self).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("ingest lab: {e}"))
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
