@@ -276,7 +276,9 @@ fn bad_input(env: &Env) -> Result<()> {
     let future = write_body(&[("future_total", &[])], t + 3_600_000);
     let badly_named = write_body(&[("BadName", &[])], t);
     let huge = vec![0u8; 11 * 1024 * 1024];
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, &str, u16, Option<&str>)> = vec![
+    // (what, tenant, body, content type, expected status, refusal reason counted)
+    type BadCase<'a> = (&'a str, Option<&'a str>, Vec<u8>, &'a str, u16, Option<&'a str>);
+    let cases: Vec<BadCase> = vec![
         (
             "truncated snappy",
             Some("bad-t"),
