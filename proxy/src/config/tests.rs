@@ -326,9 +326,15 @@ fn ingest_paths_resolve_against_the_config_file() {
     )
     .unwrap();
     let c = Config::load(&path).unwrap();
-    assert_eq!(c.ingest.forward.spill_directory, Some(dir.path().join("spill")));
+    assert_eq!(
+        c.ingest.forward.spill_directory,
+        Some(dir.path().join("spill"))
+    );
     assert_eq!(c.ingest.usage.rule_files, [dir.path().join("rules/a.yaml")]);
-    assert_eq!(c.ingest.usage.dashboard_files, [std::path::PathBuf::from("/abs/d.json")]);
+    assert_eq!(
+        c.ingest.usage.dashboard_files,
+        [std::path::PathBuf::from("/abs/d.json")]
+    );
 }
 
 #[test]

@@ -183,27 +183,26 @@ impl TenantPipeline {
                 reason: "relabel_removed_name",
             };
         }
-        if self.cardinality.max_series > 0 || self.cardinality.max_series_per_metric > 0 {
-            let admit = cx.tracker.admit(
-                tenant,
-                metric,
-                series_hash(labels),
-                &self.cardinality,
-                self.dry_run,
-                cx.now,
-            );
-            match admit {
-                Admit::Existing | Admit::New => {}
-                Admit::OverTenantLimit => {
-                    return Verdict::Drop {
-                        reason: "cardinality_tenant",
-                    };
-                }
-                Admit::OverMetricLimit => {
-                    return Verdict::Drop {
-                        reason: "cardinality_metric",
-                    };
-                }
+        // Every series is tracked (active series feed the analytics); limits of 0 admit all.
+        let admit = cx.tracker.admit(
+            tenant,
+            metric,
+            series_hash(labels),
+            &self.cardinality,
+            self.dry_run,
+            cx.now,
+        );
+        match admit {
+            Admit::Existing | Admit::New => {}
+            Admit::OverTenantLimit => {
+                return Verdict::Drop {
+                    reason: "cardinality_tenant",
+                };
+            }
+            Admit::OverMetricLimit => {
+                return Verdict::Drop {
+                    reason: "cardinality_metric",
+                };
             }
         }
         match self.unused {
