@@ -145,10 +145,7 @@ fn agent_to_storage(env: &Env) -> Result<()> {
     );
     let during = lab.debug(env)?;
     ensure!(
-        during["destinations"]["storage"]["requests_retried"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
+        crate::ingest_lab::shard_sum(&during, "storage", "requests_retried") > 0,
         "{during}"
     );
     lab.storage
@@ -277,7 +274,14 @@ fn bad_input(env: &Env) -> Result<()> {
     let badly_named = write_body(&[("BadName", &[])], t);
     let huge = vec![0u8; 11 * 1024 * 1024];
     // (what, tenant, body, content type, expected status, refusal reason counted)
-    type BadCase<'a> = (&'a str, Option<&'a str>, Vec<u8>, &'a str, u16, Option<&'a str>);
+    type BadCase<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        &'a str,
+        u16,
+        Option<&'a str>,
+    );
     let cases: Vec<BadCase> = vec![
         (
             "truncated snappy",
@@ -429,10 +433,14 @@ fn spill_restart(env: &Env) -> Result<()> {
             "accepted while storage is down: {status} {text}"
         );
     }
-    let files = std::fs::read_dir(spill.path().join("storage"))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "rw"))
-        .count();
+    let mut files = 0;
+    for dir in std::fs::read_dir(spill.path())? {
+        let dir = dir?.path();
+        files += std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "rw"))
+            .count();
+    }
     ensure!(files == 5, "5 requests on disk, found {files}");
     drop(gateway); // a crash: no drain
     storage.restart()?;
@@ -441,11 +449,8 @@ fn spill_restart(env: &Env) -> Result<()> {
     wait_until(WAIT, "the spill to drain after the restart", || {
         let d = env.block_on(send(client().get(&debug_url)))?.body;
         Ok(
-            d["destinations"]["storage"]["queue_depth"].as_u64() == Some(0)
-                && d["destinations"]["storage"]["requests_ok"]
-                    .as_u64()
-                    .unwrap_or(0)
-                    >= 5,
+            crate::ingest_lab::shard_sum(&d, "storage", "queue_depth") == 0
+                && crate::ingest_lab::shard_sum(&d, "storage", "requests_ok") >= 5,
         )
     })?;
     let stored = stored_samples(env, &storage.url(), "spilled_total")?;

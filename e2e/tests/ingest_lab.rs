@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -238,11 +238,9 @@ remote_write:
             .body)
     }
 
-    /// Requests waiting for `destination`.
+    /// Requests waiting for `destination` (over its shards).
     pub fn queue_depth(&self, env: &Env, destination: &str) -> Result<u64> {
-        self.debug(env)?["destinations"][destination]["queue_depth"]
-            .as_u64()
-            .context("no queue_depth")
+        Ok(shard_sum(&self.debug(env)?, destination, "queue_depth"))
     }
 }
 
@@ -381,4 +379,18 @@ pub fn by_name(set: &BTreeSet<LabelSet>) -> BTreeMap<String, usize> {
             .or_insert(0) += 1;
     }
     out
+}
+
+/// A `/debug/ingest` field summed over the shards (`<name>-<i>`) of a destination.
+pub fn shard_sum(debug: &serde_json::Value, destination: &str, field: &str) -> u64 {
+    debug["destinations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| {
+            k.strip_prefix(destination)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+        })
+        .map(|(_, v)| v[field].as_u64().unwrap_or(0))
+        .sum()
 }

@@ -195,6 +195,9 @@ pub struct ForwardConfig {
     pub destinations: Vec<Destination>,
     /// Series per forwarded request.
     pub batch_series: usize,
+    /// Queues (each with one request in flight) per destination; series are spread by their
+    /// label hash, so one series' samples stay in order.
+    pub shards: usize,
     /// Requests buffered in memory per destination; full: the receiver answers 503.
     pub queue_capacity: usize,
     /// Accepted requests are written here before the 2xx, and deleted once delivered: a
@@ -214,6 +217,7 @@ impl Default for ForwardConfig {
         Self {
             destinations: Vec::new(),
             batch_series: 2000,
+            shards: 2,
             queue_capacity: 1000,
             spill_directory: None,
             spill_max_bytes: 1024 * 1024 * 1024,
@@ -265,6 +269,7 @@ impl IngestConfig {
             ("ingest.max_decompressed_bytes", self.max_decompressed_bytes),
             ("ingest.forward.batch_series", self.forward.batch_series),
             ("ingest.forward.queue_capacity", self.forward.queue_capacity),
+            ("ingest.forward.shards", self.forward.shards),
         ] {
             if n == 0 {
                 p.push(format!("{key}: must be greater than 0"));

@@ -1,6 +1,7 @@
 //! Forwarding accepted series to storage: per request and tenant, series with identical labels
 //! merged (one bad duplicate makes Prometheus refuse the whole request), batches of at most
-//! `batch_series`, the tenant header on each request, and one delivery queue per destination.
+//! `batch_series`, the tenant header on each request, and per destination `shards` delivery
+//! queues (a series always in the same one, so its samples stay in order).
 //! A request is queued for every destination or for none, so the receiver can answer 503
 //! without having half-accepted it.
 
@@ -12,18 +13,20 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::cardinality::series_hash;
 use crate::collector::target::{Endpoint, Protocol};
 use crate::config::ingest::ForwardConfig;
 use crate::delivery::spill::SpillQueue;
 use crate::delivery::{Delivery, DeliverySettings, DeliveryStats, Payload, QueueFull};
-use crate::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
+use crate::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_series};
 use crate::telemetry::{DeliveryFamilies, EndpointLabels};
 
 struct Destination {
-    name: String,
     tenant_header: Option<HeaderName>,
     tenant_value: String,
-    delivery: Arc<Delivery>,
+    /// One queue and worker per shard; a series always goes to the same shard (by its label
+    /// hash), so its samples stay in order.
+    shards: Vec<(String, Arc<Delivery>)>,
 }
 
 /// The destinations and their workers.
@@ -40,11 +43,11 @@ impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forwarder")
             .field(
-                "destinations",
+                "queues",
                 &self
                     .destinations
                     .iter()
-                    .map(|d| &d.name)
+                    .flat_map(|d| d.shards.iter().map(|(n, _)| n))
                     .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
@@ -83,48 +86,59 @@ impl Forwarder {
                         .map_err(|_| format!("destination {}: bad tenant_header {h:?}", d.name))?,
                 ),
             };
-            let labels = EndpointLabels {
-                namespace: String::new(),
-                resource: "ingest".into(),
-                target: d.name.clone(),
-            };
-            let endpoint = Endpoint {
-                name: d.name.clone(),
-                url: d.url.clone(),
-                protocol: Protocol::RemoteWrite,
-                headers,
-                tls: None,
-            };
-            let settings = DeliverySettings {
-                capacity: config.queue_capacity,
-                request_timeout: config.request_timeout,
-                min_backoff: config.min_backoff,
-                max_backoff: config.max_backoff,
-            };
-            let delivery = match &config.spill_directory {
-                None => Delivery::new(labels, endpoint, client.clone(), settings, families.clone()),
-                Some(dir) => {
-                    let spill = SpillQueue::open(&dir.join(&d.name), config.spill_max_bytes)
-                        .map_err(|e| format!("destination {}: {e}", d.name))?;
-                    if !spill.is_empty() {
-                        tracing::info!(destination = %d.name, requests = spill.len(), "sending what the spill kept from before the restart");
+            let n = config.shards.max(1);
+            let mut shards = Vec::with_capacity(n);
+            for i in 0..n {
+                let name = if n == 1 {
+                    d.name.clone()
+                } else {
+                    format!("{}-{i}", d.name)
+                };
+                let labels = EndpointLabels {
+                    namespace: String::new(),
+                    resource: "ingest".into(),
+                    target: name.clone(),
+                };
+                let endpoint = Endpoint {
+                    name: name.clone(),
+                    url: d.url.clone(),
+                    protocol: Protocol::RemoteWrite,
+                    headers: headers.clone(),
+                    tls: None,
+                };
+                let settings = DeliverySettings {
+                    capacity: config.queue_capacity,
+                    request_timeout: config.request_timeout,
+                    min_backoff: config.min_backoff,
+                    max_backoff: config.max_backoff,
+                };
+                let delivery = match &config.spill_directory {
+                    None => {
+                        Delivery::new(labels, endpoint, client.clone(), settings, families.clone())
                     }
-                    Delivery::with_spill(
-                        labels,
-                        endpoint,
-                        client.clone(),
-                        settings,
-                        families.clone(),
-                        spill,
-                    )
-                }
-            };
-            workers.push(tokio::spawn(delivery.clone().run(stop_rx.clone())));
+                    Some(dir) => {
+                        let spill = SpillQueue::open(&dir.join(&name), config.spill_max_bytes)
+                            .map_err(|e| format!("destination {name}: {e}"))?;
+                        if !spill.is_empty() {
+                            tracing::info!(destination = %name, requests = spill.len(), "sending what the spill kept from before the restart");
+                        }
+                        Delivery::with_spill(
+                            labels,
+                            endpoint,
+                            client.clone(),
+                            settings,
+                            families.clone(),
+                            spill,
+                        )
+                    }
+                };
+                workers.push(tokio::spawn(delivery.clone().run(stop_rx.clone())));
+                shards.push((name, delivery));
+            }
             destinations.push(Destination {
-                name: d.name.clone(),
                 tenant_header,
                 tenant_value: d.tenant_value.clone().unwrap_or_else(|| "{tenant}".into()),
-                delivery,
+                shards,
             });
         }
         Ok(Forwarder {
@@ -149,47 +163,60 @@ impl Forwarder {
             return Ok(0);
         }
         let count = series.len();
-        let mut bodies = Vec::new();
-        let mut metadata = Some(metadata);
-        for chunk in series.chunks(self.batch_series) {
-            let request = WriteRequest {
-                timeseries: chunk.to_vec(),
-                metadata: metadata.take().unwrap_or_default(),
+        let shard_count = self.destinations.first().map_or(1, |d| d.shards.len());
+        // Series by shard, then encoded batches per shard (metadata with shard 0).
+        let mut by_shard: Vec<Vec<TimeSeries>> = vec![Vec::new(); shard_count];
+        for t in series {
+            let shard = if shard_count == 1 {
+                0
+            } else {
+                (series_hash(&t.labels) % shard_count as u64) as usize
             };
-            bodies.push((
-                bytes::Bytes::from(crate::remote_write::encode_write_request(&request)),
-                chunk.len(),
-                chunk
-                    .iter()
-                    .map(|t| t.samples.len() + t.histograms.len())
-                    .sum::<usize>(),
-            ));
+            by_shard[shard].push(t);
         }
-        if let Some(metadata) = metadata.filter(|m| !m.is_empty()) {
-            let request = WriteRequest {
-                timeseries: Vec::new(),
-                metadata,
-            };
-            bodies.push((
-                crate::remote_write::encode_write_request(&request).into(),
-                0,
-                0,
-            ));
-        }
+        let mut metadata = Some(metadata).filter(|m| !m.is_empty());
+        let bodies: Vec<Vec<Body>> = by_shard
+            .iter()
+            .map(|series| {
+                let mut out: Vec<Body> = series
+                    .chunks(self.batch_series)
+                    .map(|chunk| Body {
+                        bytes: encode_series(chunk).into(),
+                        series: chunk.len(),
+                        samples: chunk
+                            .iter()
+                            .map(|t| t.samples.len() + t.histograms.len())
+                            .sum(),
+                    })
+                    .collect();
+                if let Some(metadata) = metadata.take() {
+                    let request = WriteRequest {
+                        timeseries: Vec::new(),
+                        metadata,
+                    };
+                    out.push(Body {
+                        bytes: crate::remote_write::encode_write_request(&request).into(),
+                        series: 0,
+                        samples: 0,
+                    });
+                }
+                out
+            })
+            .collect();
         let _serial = self
             .accepting
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let bytes: u64 = bodies.iter().map(|(b, _, _)| b.len() as u64 + 64).sum();
-        if let Some(full) = self
-            .destinations
-            .iter()
-            .find(|d| !d.delivery.has_room(bodies.len(), bytes))
-        {
-            return Err(QueueFull {
-                depth: full.delivery.depth(),
-                capacity: full.delivery.capacity(),
-            });
+        for d in &self.destinations {
+            for ((_, delivery), bodies) in d.shards.iter().zip(&bodies) {
+                let bytes: u64 = bodies.iter().map(|b| b.bytes.len() as u64 + 64).sum();
+                if !delivery.has_room(bodies.len(), bytes) {
+                    return Err(QueueFull {
+                        depth: delivery.depth(),
+                        capacity: delivery.capacity(),
+                    });
+                }
+            }
         }
         for d in &self.destinations {
             let headers: Vec<(HeaderName, HeaderValue)> = match &d.tenant_header {
@@ -198,16 +225,21 @@ impl Forwarder {
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
-            let payloads = bodies
-                .iter()
-                .map(|(body, series, samples)| Payload {
-                    body: body.clone(),
-                    series: *series,
-                    samples: *samples,
-                    headers: headers.clone(),
-                })
-                .collect();
-            d.delivery.try_enqueue(payloads)?;
+            for ((_, delivery), bodies) in d.shards.iter().zip(&bodies) {
+                if bodies.is_empty() {
+                    continue;
+                }
+                let payloads = bodies
+                    .iter()
+                    .map(|b| Payload {
+                        body: b.bytes.clone(),
+                        series: b.series,
+                        samples: b.samples,
+                        headers: headers.clone(),
+                    })
+                    .collect();
+                delivery.try_enqueue(payloads)?;
+            }
         }
         Ok(count)
     }
@@ -216,7 +248,8 @@ impl Forwarder {
     pub fn stats(&self) -> BTreeMap<String, DeliveryStats> {
         self.destinations
             .iter()
-            .map(|d| (d.name.clone(), d.delivery.stats()))
+            .flat_map(|d| d.shards.iter())
+            .map(|(name, delivery)| (name.clone(), delivery.stats()))
             .collect()
     }
 
@@ -245,6 +278,13 @@ impl Drop for Forwarder {
             w.abort();
         }
     }
+}
+
+/// One encoded request of a shard.
+struct Body {
+    bytes: bytes::Bytes,
+    series: usize,
+    samples: usize,
 }
 
 /// One series per label set: samples merged in time order, the first of equal timestamps kept.

@@ -82,6 +82,7 @@ fn config(urls: &[(&str, String)], capacity: usize, batch: usize) -> ForwardConf
             })
             .collect(),
         batch_series: batch,
+        shards: 1,
         queue_capacity: capacity,
         min_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(20),
@@ -142,4 +143,25 @@ async fn a_request_goes_to_every_destination_or_to_none() {
     let stats = f.stats();
     assert_eq!(stats["a"].queue_depth, 1);
     assert_eq!(stats["b"].queue_depth, 1, "nothing half-queued");
+}
+
+#[tokio::test]
+async fn shards_split_series_by_their_labels() {
+    let dead = "http://127.0.0.1:9/api/v1/write".to_string();
+    let metrics = Metrics::new();
+    let mut cfg = config(&[("s", dead)], 10, 100);
+    cfg.shards = 2;
+    let f = Forwarder::start(&cfg, metrics.collector.delivery.clone()).unwrap();
+    let pods: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    let batch =
+        |t: i64| -> Vec<TimeSeries> { pods.iter().map(|p| ts("a", p, &[(t, 1.0)])).collect() };
+    f.accept("t", batch(1), vec![]).unwrap();
+    let first = f.stats();
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["s-0", "s-1"]);
+    assert!(
+        first.values().all(|s| s.queue_depth == 1),
+        "20 series use both shards: {first:?}"
+    );
+    f.accept("t", batch(2), vec![]).unwrap();
+    assert!(f.stats().values().all(|s| s.queue_depth == 2));
 }
