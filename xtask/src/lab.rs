@@ -1,7 +1,8 @@
 //! `cargo xtask up|down|status`: the local lab — the synthetic workload, two infrastructure
 //! Prometheus scraping it (one HA group with identical series), and the proxy in front of them,
-//! the tenants' own targets the proxy's collector copies series to ([`targets`]), all detached
-//! processes on 127.0.0.1 with logs and pidfiles under `target/lab/`.
+//! the tenants' own targets the proxy's collector copies series to ([`targets`]), and the ingest
+//! gateway's agent and storage ([`ingest`]), all detached processes on 127.0.0.1 with logs and
+//! pidfiles under `target/lab/`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,8 +23,8 @@ use crate::tools;
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
     /// Base port: proxy API = base, admin = base+1, infra-a = base+10, infra-b = base+11,
-    /// workload = base+20, tenant targets = base+30..33 and base+40. Any other value than the
-    /// default renders a shifted copy of
+    /// workload = base+20, tenant targets = base+30..33 and base+40, ingest storage = base+50,
+    /// ingest agent = base+51. Any other value than the default renders a shifted copy of
     /// fixtures/configs/lab.yaml into target/lab/.
     #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
     pub base_port: u16,
@@ -45,6 +46,8 @@ pub struct Ports {
     pub team_b_1: u16,
     pub team_c: u16,
     pub team_d: u16,
+    pub ingest_storage: u16,
+    pub ingest_agent: u16,
 }
 
 impl Ports {
@@ -60,6 +63,8 @@ impl Ports {
             team_b_1: base + render::TEAM_B_PROMETHEUS_1_OFFSET,
             team_c: base + render::TEAM_C_REMOTE_WRITE_OFFSET,
             team_d: base + render::TEAM_D_PUSHGATEWAY_OFFSET,
+            ingest_storage: base + render::INGEST_STORAGE_OFFSET,
+            ingest_agent: base + render::INGEST_AGENT_OFFSET,
         }
     }
 }
@@ -73,8 +78,17 @@ fn lab_dir(root: &Path) -> PathBuf {
 }
 
 const TENANT_HEADER: &str = "X-Tenant-Namespace";
+const PROXY: &str = "proxy";
 
-/// Process specs in start order, the proxy last. `proxy_config` is the config the proxy gets.
+/// Where the proxy runs: the fixture config's directory, so the relative paths of lab.yaml
+/// (tenants, secrets, spill, usage rule files and dashboards) mean the same whether the proxy
+/// resolves them against the config file or against its working directory.
+fn proxy_cwd(root: &Path) -> PathBuf {
+    root.join("fixtures/configs")
+}
+
+/// Process specs in start order: the workload, infra, the tenants' targets, the ingest storage,
+/// the proxy, the ingest agent. `proxy_config` is the config the proxy gets.
 fn specs(root: &Path, ports: &Ports, proxy_config: &Path) -> Vec<Spec> {
     let lab = lab_dir(root);
     let prometheus = tools::bin_dir(root).join("prometheus");
@@ -92,6 +106,7 @@ fn specs(root: &Path, ports: &Ports, proxy_config: &Path) -> Vec<Spec> {
             "--storage.tsdb.retention.time=2d".into(),
         ],
         addr: local(port),
+        cwd: None,
     };
     let mut specs = vec![
         Spec {
@@ -99,13 +114,16 @@ fn specs(root: &Path, ports: &Ports, proxy_config: &Path) -> Vec<Spec> {
             program: test_cmd::debug_bin(root, "lab-workload"),
             args: vec!["--listen".into(), local(ports.workload).to_string().into()],
             addr: local(ports.workload),
+            cwd: None,
         },
         infra("infra-a", ports.infra_a),
         infra("infra-b", ports.infra_b),
     ];
     specs.extend(targets::specs(root, ports));
+    let (storage, agent) = ingest::specs(root, ports);
+    specs.push(storage);
     specs.push(Spec {
-        name: "proxy",
+        name: PROXY,
         program: test_cmd::debug_bin(root, "prometheus-multi-tenant-proxy"),
         args: vec![
             "--config".into(),
@@ -116,8 +134,28 @@ fn specs(root: &Path, ports: &Ports, proxy_config: &Path) -> Vec<Spec> {
             "info".into(),
         ],
         addr: local(ports.api),
+        cwd: Some(proxy_cwd(root)),
     });
+    specs.push(agent);
     specs
+}
+
+/// Stop order: clients before what they send to. The agent first (it flushes to a live proxy),
+/// then the proxy (its ingest queue drains into a live storage instead of retrying a dead one
+/// for its whole drain timeout), then everything else together.
+fn stop_stage(name: &str) -> u8 {
+    match name {
+        ingest::AGENT => 0,
+        PROXY => 1,
+        _ => 2,
+    }
+}
+
+fn index_of(specs: &[Spec], name: &str) -> usize {
+    specs
+        .iter()
+        .position(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} spec"))
 }
 
 /// The proxy config for this base port: the fixture itself, or a shifted copy.
@@ -194,7 +232,7 @@ pub fn up(root: &Path, args: &UpArgs) -> anyhow::Result<()> {
     test_cmd::cargo_run(root, &["build", "-p", "proxy", "--bins"])?;
     test_cmd::cargo_run(root, &["build", "-p", "e2e", "--bin", "lab-workload"])?;
     prepare_files(root, args.base_port, &ports, &config)?;
-    check_proxy_config(&specs[specs.len() - 1])?;
+    check_proxy_config(&specs[index_of(&specs, PROXY)])?;
     // The build may have taken minutes: look again right before binding.
     refuse_taken_ports(&specs, local(ports.admin))?;
 
@@ -219,7 +257,12 @@ pub fn up(root: &Path, args: &UpArgs) -> anyhow::Result<()> {
                     procs::tail(&s.log, 30)
                 );
             }
-            procs::stop_started(&mut started);
+            started.sort_by_key(|s| stop_stage(s.spec.name));
+            for stage in
+                started.chunk_by_mut(|a, b| stop_stage(a.spec.name) == stop_stage(b.spec.name))
+            {
+                procs::stop_started(stage);
+            }
             Err(e.context("`cargo xtask up` failed; everything it started was stopped"))
         }
     }
@@ -247,6 +290,7 @@ fn prepare_files(root: &Path, base: u16, ports: &Ports, config: &Path) -> anyhow
         .with_context(|| format!("rendering {}", tmpl_path.display()))?;
     std::fs::write(lab.join("infra.yml"), infra)?;
     targets::prepare(&lab)?;
+    ingest::prepare(&lab, ports)?;
     if base != DEFAULT_BASE_PORT {
         let fixture = root.join("fixtures/configs/lab.yaml");
         let text = std::fs::read_to_string(&fixture)
@@ -259,7 +303,11 @@ fn prepare_files(root: &Path, base: u16, ports: &Ports, config: &Path) -> anyhow
 
 /// `prometheus-multi-tenant-proxy check-config` before starting, for a readable early error.
 fn check_proxy_config(proxy: &Spec) -> anyhow::Result<()> {
-    let out = Command::new(&proxy.program)
+    let mut cmd = Command::new(&proxy.program);
+    if let Some(dir) = &proxy.cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd
         .args(&proxy.args[..2])
         .arg("check-config")
         .output()
@@ -284,12 +332,15 @@ fn start_and_wait(
 ) -> anyhow::Result<()> {
     let lab = lab_dir(root);
     let logs = lab.join("logs");
-    let proxy = specs.len() - 1;
-    let stages: [(Vec<usize>, Duration); 4] = [
+    let proxy = index_of(specs, PROXY);
+    let agent = index_of(specs, ingest::AGENT);
+    let stages: [(Vec<usize>, Duration); 5] = [
         (vec![0], Duration::from_secs(30)),
         (vec![1, 2], Duration::from_secs(60)),
+        // The tenants' targets and the ingest storage: everything the proxy sends to.
         ((3..proxy).collect(), Duration::from_secs(60)),
         (vec![proxy], Duration::from_secs(60)),
+        (vec![agent], Duration::from_secs(60)),
     ];
     for (members, timeout) in stages {
         for &i in &members {
@@ -324,22 +375,38 @@ fn start_and_wait(
                 )?;
             }
         }
+        if members.contains(&proxy) {
+            *failing = Some(proxy);
+            let api = local(ports.api);
+            let path = format!(
+                "/api/v1/query?query={}",
+                http::encode_query_value("count(up)")
+            );
+            wait_for(
+                started,
+                proxy,
+                "a team-a query through the proxy",
+                Duration::from_secs(30),
+                || {
+                    let r = http::get(api, &path, &[(TENANT_HEADER, "team-a")])?;
+                    Ok(r.status == 200 && is_success(&r.body))
+                },
+            )?;
+        }
     }
-    *failing = Some(proxy);
-    let api = local(ports.api);
+    // The agent's first samples went through the proxy's ingest gateway into storage.
+    *failing = Some(agent);
+    let storage = local(ports.ingest_storage);
     let path = format!(
         "/api/v1/query?query={}",
-        http::encode_query_value("count(up)")
+        http::encode_query_value(r#"count({__name__=~".+"})"#)
     );
     wait_for(
         started,
-        proxy,
-        "a team-a query through the proxy",
-        Duration::from_secs(30),
-        || {
-            let r = http::get(api, &path, &[(TENANT_HEADER, "team-a")])?;
-            Ok(r.status == 200 && is_success(&r.body))
-        },
+        agent,
+        "series in storage through the proxy's ingest gateway",
+        Duration::from_secs(60),
+        || has_results(&http::get(storage, &path, &[])?),
     )?;
     *failing = None;
     Ok(())
@@ -418,9 +485,20 @@ fn print_dry_run(root: &Path, base: u16, ports: &Ports, specs: &[Spec], config: 
     );
     println!("  - proxy admin listener on {}", local(ports.admin));
     println!(
-        "  - wait for /-/ready everywhere, a first scrape on both infra members, and a team-a query"
+        "  - write {} and {} (agent: scrape the workload, remote-write to the proxy)",
+        lab.join("storage.yml").display(),
+        lab.join("agent.yml").display()
+    );
+    println!(
+        "  - the proxy runs in {} (lab.yaml's relative paths)",
+        proxy_cwd(root).display()
+    );
+    println!(
+        "  - wait for /-/ready everywhere, a first scrape on both infra members, a team-a query, \
+         and series in storage from the agent"
     );
     print!("{}", targets::summary(&lab, ports));
+    print!("{}", ingest::summary(ports));
 }
 
 fn print_summary(lab: &Path, ports: &Ports, started: &[Started]) {
@@ -460,6 +538,7 @@ fn print_summary(lab: &Path, ports: &Ports, started: &[Started]) {
     );
     println!("  curl -s '{admin}/debug/tenants'");
     print!("{}", targets::summary(lab, ports));
+    print!("{}", ingest::summary(ports));
     println!("\nStop it with `cargo xtask down`; inspect it with `cargo xtask status`.");
 }
 
@@ -491,8 +570,13 @@ pub fn down(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    let pids: Vec<i32> = live.iter().map(|(_, pf)| pf.pid).collect();
-    let outcomes = procs::stop_all(&pids, Duration::from_secs(10), || {});
+    live.sort_by_key(|(path, _)| stop_stage(&name_of(path)));
+    let mut outcomes = Vec::new();
+    for stage in live.chunk_by(|(a, _), (b, _)| stop_stage(&name_of(a)) == stop_stage(&name_of(b)))
+    {
+        let pids: Vec<i32> = stage.iter().map(|(_, pf)| pf.pid).collect();
+        outcomes.extend(procs::stop_all(&pids, Duration::from_secs(10), || {}));
+    }
     let mut survivors = Vec::new();
     for ((path, pf), outcome) in live.iter().zip(outcomes) {
         let name = name_of(path);
@@ -573,6 +657,7 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
+mod ingest;
 mod targets;
 
 #[cfg(test)]

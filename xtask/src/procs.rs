@@ -20,12 +20,18 @@ pub struct Spec {
     pub args: Vec<OsString>,
     /// The address it listens on (readiness checks, status, pidfile).
     pub addr: SocketAddr,
+    /// Working directory; `None`: xtask's own.
+    pub cwd: Option<PathBuf>,
 }
 
 impl Spec {
     /// The command line, for printing.
     pub fn command_line(&self) -> String {
-        let mut s = self.program.display().to_string();
+        let mut s = match &self.cwd {
+            Some(dir) => format!("(in {}) ", dir.display()),
+            None => String::new(),
+        };
+        s.push_str(&self.program.display().to_string());
         for a in &self.args {
             s.push(' ');
             s.push_str(&a.to_string_lossy());
@@ -49,7 +55,11 @@ pub fn spawn_detached(spec: &Spec, lab_dir: &Path, logs_dir: &Path) -> anyhow::R
     let log = logs_dir.join(format!("{}.log", spec.name));
     let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
-    let child = Command::new(&spec.program)
+    let mut cmd = Command::new(&spec.program);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd
         .args(&spec.args)
         .stdin(Stdio::null())
         .stdout(out)
@@ -229,6 +239,7 @@ mod tests {
             program: PathBuf::from("/bin/sleep"),
             args: vec!["30".into()],
             addr: "127.0.0.1:1".parse().unwrap(),
+            cwd: None,
         };
         let started = spawn_detached(&spec, &dir, &dir).unwrap();
         let pid = started.child.id() as i32;

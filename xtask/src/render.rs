@@ -21,6 +21,10 @@ pub const TEAM_B_PROMETHEUS_0_OFFSET: u16 = 31;
 pub const TEAM_B_PROMETHEUS_1_OFFSET: u16 = 32;
 pub const TEAM_C_REMOTE_WRITE_OFFSET: u16 = 33;
 pub const TEAM_D_PUSHGATEWAY_OFFSET: u16 = 40;
+/// The ingest gateway's lab: the storage Prometheus the proxy forwards to
+/// (`ingest.forward.destinations`) and the agent-mode Prometheus that remote-writes to the proxy.
+pub const INGEST_STORAGE_OFFSET: u16 = 50;
+pub const INGEST_AGENT_OFFSET: u16 = 51;
 
 /// Replace every `{{key}}` (whitespace inside the braces allowed) with `vars[key]`. Unknown keys
 /// and unterminated placeholders are errors, so a typo never reaches a rendered config.
@@ -46,8 +50,10 @@ pub fn render_template(template: &str, vars: &BTreeMap<&str, String>) -> anyhow:
 
 /// Rewrite lab.yaml for another base port: every `127.0.0.1:<port>` whose port lies in the
 /// default lab range (base .. base+99) moves by `new_base - DEFAULT_BASE_PORT` (listeners,
-/// backends and the collector's `address_overrides` alike), and a relative `directory:` or
-/// `secrets_directory:` is made absolute against `config_dir` (the rendered copy lives elsewhere).
+/// backends, the collector's `address_overrides` and the ingest destinations alike), and a
+/// relative path (`directory:`, `secrets_directory:`, `spill_directory:`, and the items of the
+/// `rule_files: [..]` / `dashboard_files: [..]` flow lists) is made absolute against
+/// `config_dir` (the rendered copy lives elsewhere).
 pub fn shift_lab_config(text: &str, new_base: u16, config_dir: &Path) -> anyhow::Result<String> {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
@@ -83,31 +89,63 @@ fn shift_ports_in_line(line: &str, new_base: u16) -> anyhow::Result<String> {
 }
 
 /// Keys whose value is a path relative to the config file.
-const PATH_KEYS: [&str; 2] = ["directory:", "secrets_directory:"];
+const PATH_KEYS: [&str; 3] = ["directory:", "secrets_directory:", "spill_directory:"];
+/// Keys whose value is a flow list (`[a, b]`) of paths relative to the config file.
+const PATH_LIST_KEYS: [&str; 2] = ["rule_files:", "dashboard_files:"];
 
 fn absolutize_directory(line: &str, config_dir: &Path) -> String {
     let trimmed = line.trim_start();
+    let indent = &line[..line.len() - trimmed.len()];
+    let nl = if line.ends_with('\n') { "\n" } else { "" };
+    if let Some((key, value)) = PATH_LIST_KEYS
+        .iter()
+        .find_map(|k| trimmed.strip_prefix(k).map(|v| (*k, v)))
+    {
+        let Some(items) = value
+            .trim()
+            .strip_prefix('[')
+            .and_then(|v| v.strip_suffix(']'))
+        else {
+            return line.to_string();
+        };
+        let items: Vec<String> = items
+            .split(',')
+            .map(unquote)
+            .filter(|i| !i.is_empty())
+            .map(|i| format!("\"{}\"", absolute(i, config_dir)))
+            .collect();
+        return format!("{indent}{key} [{}]{nl}", items.join(", "));
+    }
     let Some((key, value)) = PATH_KEYS
         .iter()
         .find_map(|k| trimmed.strip_prefix(k).map(|v| (*k, v)))
     else {
         return line.to_string();
     };
-    let indent = &line[..line.len() - trimmed.len()];
-    let raw = value.trim().trim_matches(|c| c == '"' || c == '\'');
+    let raw = unquote(value);
     if raw.is_empty() || raw.starts_with('#') || Path::new(raw).is_absolute() {
         return line.to_string();
     }
+    format!("{indent}{key} \"{}\"{nl}", absolute(raw, config_dir))
+}
+
+fn unquote(v: &str) -> &str {
+    v.trim().trim_matches(|c| c == '"' || c == '\'')
+}
+
+/// `raw` against `config_dir` (canonical when it exists); an absolute `raw` as is.
+fn absolute(raw: &str, config_dir: &Path) -> String {
+    if Path::new(raw).is_absolute() {
+        return raw.to_string();
+    }
     let abs = config_dir.join(raw);
-    let abs = abs.canonicalize().unwrap_or(abs);
-    let nl = if line.ends_with('\n') { "\n" } else { "" };
-    format!("{indent}{key} \"{}\"{nl}", abs.display())
+    abs.canonicalize().unwrap_or(abs).display().to_string()
 }
 
 /// Check a base port leaves room for every lab port.
 pub fn check_base_port(base: u16) -> anyhow::Result<()> {
     if !(1024..=65535 - 100).contains(&base) {
-        bail!("--base-port {base} is out of range: use 1024..=65435 (the lab uses base..base+40)");
+        bail!("--base-port {base} is out of range: use 1024..=65435 (the lab uses base..base+51)");
     }
     Ok(())
 }
@@ -201,6 +239,50 @@ mod tests {
         }
         // The in-cluster side of an override is a key, never shifted.
         assert!(out.contains("collection_interval: 15s"));
+    }
+
+    #[test]
+    fn shifts_the_ingest_destination_and_absolutizes_its_paths() {
+        let lab = include_str!("../../fixtures/configs/lab.yaml");
+        let out = shift_lab_config(lab, 29080, Path::new("/srv/fixtures/configs")).unwrap();
+        assert!(
+            out.contains("{name: storage, url: \"http://127.0.0.1:29130/api/v1/write\"}"),
+            "{out}"
+        );
+        assert!(!out.contains("127.0.0.1:19130"), "{out}");
+        assert!(
+            out.contains(
+                "    spill_directory: \"/srv/fixtures/configs/../../target/lab/ingest-spill\"\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("    rule_files: [\"/srv/fixtures/configs/../usage/rules.yaml\"]\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "    dashboard_files: [\"/srv/fixtures/configs/../usage/dashboard.json\"]\n"
+            ),
+            "{out}"
+        );
+        // The governance rules are not paths and stay as written.
+        assert!(out.contains("label_drops: [id, name]"), "{out}");
+    }
+
+    #[test]
+    fn absolutizes_path_lists_and_keeps_absolute_items() {
+        let dir = Path::new("/c");
+        let out = shift_lab_config(
+            "  rule_files: [a.yaml, \"/abs/b.yaml\", 'c/d.yaml']\n  dashboard_files: []\nrule_files:\n",
+            20000,
+            dir,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "  rule_files: [\"/c/a.yaml\", \"/abs/b.yaml\", \"/c/c/d.yaml\"]\n  dashboard_files: []\nrule_files:\n"
+        );
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub fn specs(root: &Path, ports: &Ports) -> Vec<Spec> {
             program: prometheus.clone(),
             args,
             addr: local(port),
+            cwd: None,
         }
     };
     vec![
@@ -94,6 +95,7 @@ pub fn specs(root: &Path, ports: &Ports) -> Vec<Spec> {
                 .into(),
             ],
             addr: local(ports.team_d),
+            cwd: None,
         },
     ]
 }

@@ -14,8 +14,18 @@ fn default_ports_match_lab_yaml() {
         (p.team_a, p.team_b_0, p.team_b_1, p.team_c, p.team_d),
         (19110, 19111, 19112, 19113, 19120)
     );
+    assert_eq!((p.ingest_storage, p.ingest_agent), (19130, 19131));
     for port in [
-        p.api, p.admin, p.infra_a, p.infra_b, p.team_a, p.team_b_0, p.team_b_1, p.team_c, p.team_d,
+        p.api,
+        p.admin,
+        p.infra_a,
+        p.infra_b,
+        p.team_a,
+        p.team_b_0,
+        p.team_b_1,
+        p.team_c,
+        p.team_d,
+        p.ingest_storage,
     ] {
         assert!(
             lab.contains(&format!("127.0.0.1:{port}")),
@@ -47,7 +57,9 @@ fn specs_use_ports_and_configs() {
             "team-b-prom-1",
             "team-c-rw",
             "team-d-pushgw",
-            "proxy"
+            "storage",
+            "proxy",
+            "agent"
         ]
     );
     assert_eq!(
@@ -62,11 +74,71 @@ fn specs_use_ports_and_configs() {
         s[2].command_line()
             .contains("--storage.tsdb.path=/r/target/lab/data/infra-b")
     );
+    let proxy = &s[index_of(&s, PROXY)];
     assert!(
-        s[8].command_line()
+        proxy
+            .command_line()
             .contains("--config /r/target/lab/lab.yaml")
     );
-    assert_eq!(s[8].addr, local(20000));
+    assert_eq!(proxy.addr, local(20000));
+    // lab.yaml's relative paths are relative to its directory: the proxy runs there.
+    assert_eq!(proxy.cwd.as_deref(), Some(Path::new("/r/fixtures/configs")));
+    assert!(
+        s.iter()
+            .filter(|x| x.name != PROXY)
+            .all(|x| x.cwd.is_none())
+    );
+    // Storage is up before the proxy forwards to it, the agent after the proxy it writes to.
+    assert_eq!(index_of(&s, "storage") + 1, index_of(&s, PROXY));
+    assert_eq!(index_of(&s, "agent"), s.len() - 1);
+    assert_eq!(s[index_of(&s, "storage")].addr, local(20050));
+    assert_eq!(s[index_of(&s, "agent")].addr, local(20051));
+}
+
+#[test]
+fn stop_order_is_agent_then_proxy_then_the_rest() {
+    let s = specs(
+        Path::new("/r"),
+        &Ports::from_base(20000),
+        Path::new("/r/c.yaml"),
+    );
+    let mut names: Vec<&str> = s.iter().map(|s| s.name).collect();
+    names.sort_by_key(|n| stop_stage(n));
+    assert_eq!(&names[..2], ["agent", "proxy"]);
+    assert!(names[2..].iter().all(|n| stop_stage(n) == 2));
+    assert!(names.contains(&"storage") && names.contains(&"workload"));
+}
+
+#[test]
+fn lab_yaml_ingest_points_at_the_lab() {
+    let lab = include_str!("../../../fixtures/configs/lab.yaml");
+    let p = Ports::from_base(DEFAULT_BASE_PORT);
+    assert!(lab.contains("\ningest:\n  enabled: true\n  tenant_header: X-Scope-OrgID\n"));
+    assert!(lab.contains(&format!(
+        "{{name: storage, url: \"http://127.0.0.1:{}/api/v1/write\"}}",
+        p.ingest_storage
+    )));
+    assert!(lab.contains(&format!("\n      {}:\n", ingest::TENANT)));
+    assert!(lab.contains(&format!("\n  default_tenant: {}\n", ingest::TENANT)));
+    // Relative to fixtures/configs (the proxy's working directory and the config's directory).
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/configs");
+    assert!(lab.contains("spill_directory: ../../target/lab/ingest-spill"));
+    // What `up` wipes is what the proxy spills to: /r/fixtures/configs/../../target/lab/...
+    let mut resolved = PathBuf::from("/r/fixtures/configs");
+    for part in Path::new("../../target/lab/ingest-spill").components() {
+        match part {
+            std::path::Component::ParentDir => assert!(resolved.pop()),
+            other => resolved.push(other),
+        }
+    }
+    assert_eq!(resolved, ingest::spill_dir(&lab_dir(Path::new("/r"))));
+    for f in ["../usage/rules.yaml", "../usage/dashboard.json"] {
+        assert!(lab.contains(&format!("[{f}]")), "{f}");
+        assert!(
+            cfg.join(f).is_file(),
+            "{f} does not resolve from fixtures/configs"
+        );
+    }
 }
 
 #[test]
