@@ -198,12 +198,18 @@ struct UsageParams {
 }
 
 async fn usage(State(state): State<AppState>, Query(p): Query<UsageParams>) -> Response {
-    let stats = state
-        .ingest()
+    let ingest = state.ingest();
+    let stats = ingest
         .usage
         .stats()
         .snapshot(p.tenant.as_deref().filter(|t| !t.is_empty()));
-    Json(serde_json::json!({"status": "success", "data": stats})).into_response()
+    let used = ingest.usage.static_names();
+    Json(serde_json::json!({
+        "status": "success",
+        "data": stats,
+        "rules_and_dashboards": {"names": used.names, "patterns": used.patterns},
+    }))
+    .into_response()
 }
 
 async fn debug(State(state): State<AppState>) -> Response {

@@ -35,6 +35,8 @@ pub struct Forwarder {
     batch_series: usize,
     /// Serialises `accept` so that "room everywhere, then queue everywhere" holds.
     accepting: Mutex<()>,
+    /// Queues live on disk: nothing to drain at shutdown.
+    spilled: bool,
     stop: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -145,6 +147,7 @@ impl Forwarder {
             destinations,
             batch_series: config.batch_series.max(1),
             accepting: Mutex::new(()),
+            spilled: config.spill_directory.is_some(),
             stop,
             workers: Mutex::new(workers),
         })
@@ -258,6 +261,9 @@ impl Forwarder {
         let _ = self.stop.send(true);
         let workers =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
+        // With a spill everything queued is on disk and is sent after the restart: waiting
+        // for a storage that is down would only delay the shutdown.
+        let grace = if self.spilled { Duration::ZERO } else { grace };
         let deadline = tokio::time::Instant::now() + grace;
         for mut w in workers {
             if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
