@@ -154,20 +154,7 @@ impl Analytics {
     }
 
     fn tenant(&self, tenant: &str) -> Arc<Mutex<TenantStats>> {
-        if let Some(t) = self
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(tenant)
-        {
-            return t.clone();
-        }
-        self.tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(tenant.to_owned())
-            .or_default()
-            .clone()
+        super::tenant_entry(&self.tenants, tenant)
     }
 
     fn with_metric<R>(

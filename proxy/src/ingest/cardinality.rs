@@ -259,20 +259,7 @@ impl SeriesTracker {
     }
 
     fn tenant(&self, tenant: &str) -> Arc<Mutex<TenantSeries>> {
-        if let Some(t) = self
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(tenant)
-        {
-            return t.clone();
-        }
-        self.tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(tenant.to_owned())
-            .or_default()
-            .clone()
+        super::tenant_entry(&self.tenants, tenant)
     }
 
     /// A series is active if admitted (or seen) within the window; an active series is always

@@ -31,6 +31,27 @@ use forward::Forwarder;
 use pipeline::Governance;
 use usage::Usage;
 
+/// Per-tenant state behind one lock per tenant: the read lock of the map is held only to find
+/// the tenant, so tenants don't contend with each other.
+pub(crate) type TenantMap<T> =
+    std::sync::RwLock<std::collections::HashMap<String, Arc<Mutex<T>>>>;
+
+/// The tenant's entry, created on first use.
+pub(crate) fn tenant_entry<T: Default>(map: &TenantMap<T>, tenant: &str) -> Arc<Mutex<T>> {
+    if let Some(t) = map
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(tenant)
+    {
+        return t.clone();
+    }
+    map.write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(tenant.to_owned())
+        .or_default()
+        .clone()
+}
+
 /// How often idle series expire and analytics are pruned.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
