@@ -18,7 +18,7 @@ use crate::collector::target::{Endpoint, Protocol};
 use crate::config::ingest::ForwardConfig;
 use crate::delivery::spill::SpillQueue;
 use crate::delivery::{Delivery, DeliverySettings, DeliveryStats, Payload, QueueFull};
-use crate::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_series};
+use crate::remote_write::{MetricMetadata, Sample, TimeSeries, WriteRequest, encode_series};
 use crate::telemetry::{DeliveryFamilies, EndpointLabels};
 
 struct Destination {
@@ -286,6 +286,26 @@ impl Drop for Forwarder {
     }
 }
 
+/// The keys are already xxh3 hashes: hashing them again (SipHash) would be wasted work.
+#[derive(Default, Clone, Copy)]
+struct NoHash(u64);
+
+impl std::hash::Hasher for NoHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type BuildNoHash = std::hash::BuildHasherDefault<NoHash>;
+
 /// One encoded request of a shard.
 struct Body {
     bytes: bytes::Bytes,
@@ -295,12 +315,16 @@ struct Body {
 
 /// One series per label set: samples merged in time order, the first of equal timestamps kept.
 pub fn merge_duplicates(series: Vec<TimeSeries>) -> Vec<TimeSeries> {
-    let mut index: HashMap<Vec<Label>, usize> = HashMap::with_capacity(series.len());
+    // Keyed by the label hash (no copy of the labels); equal hashes are compared in full, so a
+    // collision never merges two different series.
+    let mut index: HashMap<u64, Vec<usize>, BuildNoHash> =
+        HashMap::with_capacity_and_hasher(series.len(), BuildNoHash::default());
     let mut out: Vec<TimeSeries> = Vec::with_capacity(series.len());
     let mut merged = false;
     for s in series {
-        match index.get(&s.labels) {
-            Some(&i) => {
+        let slots = index.entry(series_hash(&s.labels)).or_default();
+        match slots.iter().copied().find(|&i| out[i].labels == s.labels) {
+            Some(i) => {
                 merged = true;
                 let t = &mut out[i];
                 t.samples.extend(s.samples);
@@ -308,7 +332,7 @@ pub fn merge_duplicates(series: Vec<TimeSeries>) -> Vec<TimeSeries> {
                 t.exemplars.extend(s.exemplars);
             }
             None => {
-                index.insert(s.labels.clone(), out.len());
+                slots.push(out.len());
                 out.push(s);
             }
         }

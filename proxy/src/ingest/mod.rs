@@ -33,8 +33,7 @@ use usage::Usage;
 
 /// Per-tenant state behind one lock per tenant: the read lock of the map is held only to find
 /// the tenant, so tenants don't contend with each other.
-pub(crate) type TenantMap<T> =
-    std::sync::RwLock<std::collections::HashMap<String, Arc<Mutex<T>>>>;
+pub(crate) type TenantMap<T> = std::sync::RwLock<std::collections::HashMap<String, Arc<Mutex<T>>>>;
 
 /// The tenant's entry, created on first use.
 pub(crate) fn tenant_entry<T: Default>(map: &TenantMap<T>, tenant: &str) -> Arc<Mutex<T>> {

@@ -6,6 +6,7 @@ use axum::routing::post;
 
 use super::*;
 use crate::config::ingest::Destination as DestinationConfig;
+use crate::remote_write::Label;
 use crate::remote_write::decode_write_request;
 use crate::telemetry::Metrics;
 
