@@ -218,6 +218,13 @@ fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
             group.members.join(", ")
         );
     }
+    let (lines, warnings) = proxy::ingest::describe(&config.ingest);
+    for line in lines {
+        println!("{line}");
+    }
+    for warning in warnings {
+        println!("  warning: {warning}");
+    }
     if let Some(dir) = &settings.tenants_dir {
         let snapshot = proxy::tenant::source::load_dir(dir);
         println!(
@@ -252,6 +259,14 @@ fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
                 place.push_str(&format!(": MetricAccess {name}"));
             }
             errors.push(format!("{place}: {}", invalid.error));
+        }
+        let (lines, warnings) =
+            proxy::collector::describe(&config.remote_write, &snapshot.resources);
+        for line in lines {
+            println!("{line}");
+        }
+        for warning in warnings {
+            println!("  warning: {warning}");
         }
     }
     if errors.is_empty() {

@@ -112,3 +112,30 @@ fn port_override_that_clashes_with_the_admin_listener_is_refused_before_binding(
         "{err}"
     );
 }
+
+#[test]
+fn check_config_describes_the_collector_and_the_ingest_gateway_of_the_lab() {
+    let lab = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/configs/lab.yaml");
+    let out = binary()
+        .arg("--config")
+        .arg(&lab)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    for needle in [
+        "collector: on, 4 CR(s)",
+        "team-b/team-b-containers every 15s -> http://127.0.0.1:19111/api/v1/write, http://127.0.0.1:19112/api/v1/write",
+        "team-d/platform-nodes every 30s -> http://127.0.0.1:19120/metrics/job/team-d-nodes",
+        "ingest: on",
+        "destination storage -> http://127.0.0.1:19130/api/v1/write",
+        "rules: default + 1 tenant(s) of their own (platform)",
+    ] {
+        assert!(stdout.contains(needle), "{needle} not in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("warning: ingest.usage"),
+        "the lab's rule files and dashboards parse:\n{stdout}"
+    );
+}

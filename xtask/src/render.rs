@@ -257,12 +257,12 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("    rule_files: [\"/srv/fixtures/configs/../usage/rules.yaml\"]\n"),
+            out.contains("    rule_files: [\"/srv/fixtures/configs/../usage/lab/rules.yaml\"]\n"),
             "{out}"
         );
         assert!(
             out.contains(
-                "    dashboard_files: [\"/srv/fixtures/configs/../usage/dashboard.json\"]\n"
+                "    dashboard_files: [\"/srv/fixtures/configs/../usage/lab/dashboard.json\"]\n"
             ),
             "{out}"
         );

@@ -213,6 +213,60 @@ impl Collector {
     }
 }
 
+/// `check-config`'s view: one line per collecting CR with its endpoints, and warnings for
+/// targets that can't be resolved now (a missing Secret).
+pub fn describe(
+    config: &RemoteWriteConfig,
+    resources: &[Arc<AccessResource>],
+) -> (Vec<String>, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut warnings = Vec::new();
+    let collecting: Vec<&Arc<AccessResource>> = resources
+        .iter()
+        .filter(|r| r.spec.remote_write.as_ref().is_some_and(|rw| rw.enabled))
+        .collect();
+    if !config.enabled {
+        lines.push(format!(
+            "collector: off (remote_write.enabled: false); {} CR(s) ask for it",
+            collecting.len()
+        ));
+        return (lines, warnings);
+    }
+    lines.push(format!("collector: on, {} CR(s)", collecting.len()));
+    let secrets = target::FileSecrets {
+        directory: config.secrets_directory.clone(),
+    };
+    for r in collecting {
+        let Some(rw) = r.spec.remote_write.as_ref() else {
+            continue;
+        };
+        let every = r
+            .spec
+            .collection_interval_or(config.collection_interval)
+            .map(crate::config::format_duration)
+            .unwrap_or_else(|| "?".into());
+        match target::endpoints(&r.namespace, rw, config, &secrets) {
+            Ok(endpoints) => {
+                let urls: Vec<&str> = endpoints.iter().map(|e| e.url.as_str()).collect();
+                lines.push(format!(
+                    "  {}/{} every {every} -> {}",
+                    r.namespace,
+                    r.name,
+                    urls.join(", ")
+                ));
+            }
+            Err(e) => {
+                lines.push(format!(
+                    "  {}/{} every {every} -> (unresolved)",
+                    r.namespace, r.name
+                ));
+                warnings.push(format!("collector {}/{}: {e}", r.namespace, r.name));
+            }
+        }
+    }
+    (lines, warnings)
+}
+
 impl Drop for Collector {
     fn drop(&mut self) {
         if let Some(task) = self

@@ -228,6 +228,58 @@ impl Ingest {
     }
 }
 
+/// `check-config`'s view: destinations, tenants with own rules, the spill; and warnings for
+/// rule files or dashboards that can't be fully read.
+pub fn describe(config: &IngestConfig) -> (Vec<String>, Vec<String>) {
+    if !config.enabled {
+        return (
+            vec!["ingest: off (ingest.enabled: false)".into()],
+            Vec::new(),
+        );
+    }
+    let mut lines = vec![format!(
+        "ingest: on, tenant from {} (else {})",
+        config.tenant_header,
+        config.default_tenant.as_deref().unwrap_or("401")
+    )];
+    for d in &config.forward.destinations {
+        lines.push(format!("  destination {} -> {}", d.name, d.url));
+    }
+    let tenants: Vec<&str> = config
+        .governance
+        .tenants
+        .keys()
+        .map(String::as_str)
+        .collect();
+    lines.push(format!(
+        "  rules: default + {} tenant(s) of their own{}",
+        tenants.len(),
+        if tenants.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", tenants.join(", "))
+        }
+    ));
+    match &config.forward.spill_directory {
+        Some(dir) => lines.push(format!("  spill: {}", dir.display())),
+        None => lines.push("  spill: none (memory queues)".into()),
+    }
+    let (used, problems) =
+        usage::load_static(&config.usage.rule_files, &config.usage.dashboard_files);
+    lines.push(format!(
+        "  usage: {} metric name(s) and {} pattern(s) from rule files and dashboards",
+        used.names.len(),
+        used.patterns.len()
+    ));
+    (
+        lines,
+        problems
+            .into_iter()
+            .map(|p| format!("ingest.usage: {p}"))
+            .collect(),
+    )
+}
+
 impl Drop for Ingest {
     fn drop(&mut self) {
         if let Some(task) = self

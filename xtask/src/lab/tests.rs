@@ -132,7 +132,7 @@ fn lab_yaml_ingest_points_at_the_lab() {
         }
     }
     assert_eq!(resolved, ingest::spill_dir(&lab_dir(Path::new("/r"))));
-    for f in ["../usage/rules.yaml", "../usage/dashboard.json"] {
+    for f in ["../usage/lab/rules.yaml", "../usage/lab/dashboard.json"] {
         assert!(lab.contains(&format!("[{f}]")), "{f}");
         assert!(
             cfg.join(f).is_file(),
