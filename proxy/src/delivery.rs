@@ -25,6 +25,20 @@ use crate::remote_write::{
 };
 use crate::telemetry::{DeliveryFamilies, EndpointLabels, EndpointOutcomeLabels};
 
+/// The HTTP client of tenant targets and ingest destinations: no redirects (a redirect would
+/// send a tenant's series, and credentials, somewhere nobody configured), our user agent.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    crate::backend::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!(
+            "prometheus-multi-tenant-proxy/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .map_err(|e| format!("could not build the HTTP client: {e}"))
+}
+
 /// Longest `Retry-After` honoured: a misbehaving endpoint must not park its queue for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -119,20 +133,7 @@ impl Delivery {
         settings: DeliverySettings,
         metrics: DeliveryFamilies,
     ) -> Arc<Delivery> {
-        let stats = DeliveryStats {
-            url: endpoint.url.clone(),
-            ..Default::default()
-        };
-        Arc::new(Delivery {
-            labels,
-            spill: None,
-            target: ArcSwap::from_pointee(Target { endpoint, client }),
-            queue: Mutex::new(Queue::default()),
-            notify: Notify::new(),
-            stats: Mutex::new(stats),
-            settings,
-            metrics,
-        })
+        Self::build(labels, endpoint, client, settings, metrics, None)
     }
 
     /// A delivery whose queue is `spill` (what a previous process left there is sent first).
@@ -144,13 +145,24 @@ impl Delivery {
         metrics: DeliveryFamilies,
         spill: spill::SpillQueue,
     ) -> Arc<Delivery> {
+        Self::build(labels, endpoint, client, settings, metrics, Some(spill))
+    }
+
+    fn build(
+        labels: EndpointLabels,
+        endpoint: Endpoint,
+        client: reqwest::Client,
+        settings: DeliverySettings,
+        metrics: DeliveryFamilies,
+        spill: Option<spill::SpillQueue>,
+    ) -> Arc<Delivery> {
         let stats = DeliveryStats {
             url: endpoint.url.clone(),
             ..Default::default()
         };
         let d = Arc::new(Delivery {
             labels,
-            spill: Some(spill),
+            spill,
             target: ArcSwap::from_pointee(Target { endpoint, client }),
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),

@@ -25,7 +25,7 @@ use crate::backend::BackendPool;
 use crate::config::RemoteWriteConfig;
 use crate::relabel::RelabelProgram;
 use crate::telemetry::Metrics;
-use crate::tenant::{AccessResource, TenantStore};
+use crate::tenant::{AccessResource, TenantSnapshot, TenantStore};
 use job::{Job, JobStart};
 
 /// How often the tenant store and the settings are compared with the running jobs.
@@ -44,6 +44,10 @@ pub struct Collector {
     metrics: Arc<Metrics>,
     client: reqwest::Client,
     jobs: Mutex<BTreeMap<(String, String), Job>>,
+    /// The tenant snapshot and settings the jobs were last reconciled with: when neither was
+    /// replaced there is nothing to compare. Held (not just their addresses) so that a freed
+    /// snapshot's address can't come back as a new one.
+    reconciled: Mutex<Option<(Arc<TenantSnapshot>, Arc<RemoteWriteConfig>)>>,
     loop_task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -65,16 +69,9 @@ impl Collector {
             tenants,
             inputs,
             metrics,
-            client: reqwest::Client::builder()
-                // A redirect would send a tenant's series (and credentials) somewhere else.
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!(
-                    "prometheus-multi-tenant-proxy/",
-                    env!("CARGO_PKG_VERSION")
-                ))
-                .build()
-                .unwrap_or_default(),
+            client: crate::delivery::http_client().unwrap_or_default(),
             jobs: Mutex::new(BTreeMap::new()),
+            reconciled: Mutex::new(None),
             loop_task: Mutex::new(None),
         });
         let weak = Arc::downgrade(&collector);
@@ -99,6 +96,19 @@ impl Collector {
     pub fn reconcile(&self) {
         let config = self.inputs.config();
         let snapshot = self.tenants.snapshot();
+        {
+            let mut last = self
+                .reconciled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((s, c)) = last.as_ref()
+                && Arc::ptr_eq(s, &snapshot)
+                && Arc::ptr_eq(c, &config)
+            {
+                return;
+            }
+            *last = Some((snapshot.clone(), config.clone()));
+        }
         let mut desired: BTreeMap<(String, String), (Arc<AccessResource>, String)> =
             BTreeMap::new();
         if config.enabled {

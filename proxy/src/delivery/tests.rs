@@ -18,10 +18,6 @@ struct Script {
     bodies: Mutex<Vec<(Vec<u8>, HeaderMap)>>,
 }
 
-async fn endpoint_url(script: Arc<Script>) -> String {
-    endpoint(script).await
-}
-
 async fn endpoint(script: Arc<Script>) -> String {
     let app = Router::new().route(
         "/api/v1/write",
@@ -289,7 +285,7 @@ async fn a_spilled_queue_survives_a_restart() {
     crate::backend::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new();
-    let endpoint = |url: String| Endpoint {
+    let target = |url: String| Endpoint {
         name: "storage".into(),
         url,
         protocol: Protocol::RemoteWrite,
@@ -306,7 +302,7 @@ async fn a_spilled_queue_survives_a_restart() {
         let spill = spill::SpillQueue::open(dir.path(), 1 << 20).unwrap();
         let d = Delivery::with_spill(
             labels(),
-            endpoint("http://127.0.0.1:9/api/v1/write".into()),
+            target("http://127.0.0.1:9/api/v1/write".into()),
             reqwest::Client::new(),
             settings(10),
             metrics.collector.delivery.clone(),
@@ -316,11 +312,11 @@ async fn a_spilled_queue_survives_a_restart() {
         assert_eq!(d.depth(), 2);
     }
     let script = Arc::new(Script::default());
-    let url = endpoint_url(script.clone()).await;
+    let url = endpoint(script.clone()).await;
     let spill = spill::SpillQueue::open(dir.path(), 1 << 20).unwrap();
     let d = Delivery::with_spill(
         labels(),
-        endpoint(url),
+        target(url),
         reqwest::Client::new(),
         settings(10),
         metrics.collector.delivery.clone(),

@@ -83,8 +83,8 @@ fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, 
                 })?
                 .trim()
                 .to_string(),
-            _ => match config.default_tenant {
-                Some(t) => t,
+            _ => match &config.default_tenant {
+                Some(t) => t.clone(),
                 None => {
                     return Err((
                         StatusCode::UNAUTHORIZED,

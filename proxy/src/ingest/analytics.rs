@@ -320,13 +320,7 @@ impl Analytics {
     /// (with [`SeriesTracker::expire`]); it locks one tenant at a time.
     pub fn prune(&self, tracker: &SeriesTracker, now: Instant) {
         let current = self.bucket(now);
-        let tenants: Vec<(String, Arc<Mutex<TenantStats>>)> = self
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let tenants = super::tenant_entries(&self.tenants);
         let mut empty = Vec::new();
         for (name, stats) in tenants {
             let mut stats = stats.lock().unwrap_or_else(PoisonError::into_inner);

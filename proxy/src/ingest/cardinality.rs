@@ -335,13 +335,7 @@ impl SeriesTracker {
         {
             return; // another thread sweeps this second
         }
-        let tenants: Vec<(String, Arc<Mutex<TenantSeries>>)> = self
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let tenants = super::tenant_entries(&self.tenants);
         let mut empty = Vec::new();
         for (name, tenant) in tenants {
             let mut t = tenant.lock().unwrap_or_else(PoisonError::into_inner);

@@ -59,15 +59,7 @@ impl std::fmt::Debug for Forwarder {
 impl Forwarder {
     /// Build the destinations and start their workers (needs a Tokio runtime).
     pub fn start(config: &ForwardConfig, families: DeliveryFamilies) -> Result<Forwarder, String> {
-        crate::backend::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "prometheus-multi-tenant-proxy/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
+        let client = crate::delivery::http_client()?;
         let (stop, stop_rx) = watch::channel(false);
         let mut destinations = Vec::new();
         let mut workers = Vec::new();

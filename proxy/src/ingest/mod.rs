@@ -51,12 +51,21 @@ pub(crate) fn tenant_entry<T: Default>(map: &TenantMap<T>, tenant: &str) -> Arc<
         .clone()
 }
 
+/// Every tenant's entry, copied out so that each can be locked in turn without the map lock.
+pub(crate) fn tenant_entries<T>(map: &TenantMap<T>) -> Vec<(String, Arc<Mutex<T>>)> {
+    map.read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// How often idle series expire and analytics are pruned.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
 /// What a reload swaps: limits, rules, the tenant header.
 struct Settings {
-    config: IngestConfig,
+    config: Arc<IngestConfig>,
     governance: Governance,
 }
 
@@ -95,7 +104,7 @@ impl Ingest {
         let usage = Usage::new(config.usage.unused_after, SystemTime::now());
         let ingest = Arc::new(Ingest {
             settings: ArcSwap::from_pointee(Settings {
-                config: config.clone(),
+                config: Arc::new(config.clone()),
                 governance,
             }),
             tracker: SeriesTracker::new(config.analytics.window),
@@ -129,7 +138,8 @@ impl Ingest {
         self.forwarder.is_some()
     }
 
-    pub fn config(&self) -> IngestConfig {
+    /// The current settings (shared, not copied: read on every request).
+    pub fn config(&self) -> Arc<IngestConfig> {
         self.settings.load().config.clone()
     }
 
@@ -157,7 +167,7 @@ impl Ingest {
         }
         self.load_static_usage(config);
         self.settings.store(Arc::new(Settings {
-            config: config.clone(),
+            config: Arc::new(config.clone()),
             governance,
         }));
         Ok(())
