@@ -27,6 +27,7 @@ pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod k8s;
 pub mod promql;
 pub mod relabel;
 pub mod remote_write;

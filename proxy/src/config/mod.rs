@@ -31,6 +31,7 @@ pub struct Config {
     pub ingest: ingest::IngestConfig,
     pub backends: BackendsConfig,
     pub auth: AuthConfig,
+    pub kubernetes: KubernetesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -79,6 +80,13 @@ pub struct KubernetesDiscovery {
     /// Port name or number.
     pub port: String,
     pub resource_types: Vec<ResourceType>,
+    /// Discovered members with the same value of this label form one HA group (for example
+    /// `prometheus`, the Prometheus CR name the operator puts on its pods). Members without
+    /// it form the group `default`. Reads go to the first group in name order, or to
+    /// `read_group` when set.
+    pub group_by_label: String,
+    /// The group that serves reads; unset: the first group in name order.
+    pub read_group: Option<String>,
 }
 
 impl Default for KubernetesDiscovery {
@@ -89,6 +97,8 @@ impl Default for KubernetesDiscovery {
             annotation_selectors: BTreeMap::new(),
             port: "9090".into(),
             resource_types: vec![ResourceType::Pod],
+            group_by_label: "prometheus".into(),
+            read_group: None,
         }
     }
 }
@@ -282,6 +292,10 @@ pub enum AuthMode {
     #[default]
     Header,
     Bearer,
+    /// A service-account token checked with a TokenReview; its namespace is the tenant.
+    Kubernetes,
+    /// A JWT checked against keys from a JWKS; a claim names the tenant.
+    Jwt,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -290,6 +304,133 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     pub header: HeaderAuthConfig,
     pub bearer: BearerAuthConfig,
+    pub kubernetes: KubernetesAuthConfig,
+    pub jwt: JwtAuthConfig,
+}
+
+/// `auth.mode: kubernetes`: `Authorization: Bearer <service-account token>`, validated with a
+/// TokenReview; the tenant is the token's service-account namespace.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesAuthConfig {
+    /// Audiences the token must carry (TokenReview `spec.audiences`); empty: the API server's.
+    pub audiences: Vec<String>,
+    /// How long a review's answer (accepted or rejected) is reused for the same token.
+    #[serde(with = "duration::serde_duration")]
+    pub cache_ttl: Duration,
+    /// When set, the token's user must also be allowed this verb on this resource in the
+    /// tenant namespace (a SubjectAccessReview).
+    pub access_review: Option<AccessReviewConfig>,
+}
+
+impl Default for KubernetesAuthConfig {
+    fn default() -> Self {
+        Self {
+            audiences: Vec::new(),
+            cache_ttl: Duration::from_secs(60),
+            access_review: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessReviewConfig {
+    pub verb: String,
+    #[serde(default)]
+    pub group: String,
+    pub resource: String,
+}
+
+/// `auth.mode: jwt`: `Authorization: Bearer <JWT>` signed by a key of the JWKS.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtAuthConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// `aud` must hold one of these.
+    pub audiences: Vec<String>,
+    /// Claim naming the tenant; a dotted path reaches into objects
+    /// (`kubernetes.io.namespace` is tried as one key first).
+    pub tenant_claim: String,
+    /// JWKS from a file (re-read on change) ...
+    pub jwks_file: Option<PathBuf>,
+    /// ... or from a URL (fetched at start and every `jwks_refresh`).
+    pub jwks_url: Option<String>,
+    #[serde(with = "duration::serde_duration")]
+    pub jwks_refresh: Duration,
+    /// Clock skew allowed on `exp`/`nbf`.
+    #[serde(with = "duration::serde_duration")]
+    pub leeway: Duration,
+}
+
+impl Default for JwtAuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audiences: Vec::new(),
+            tenant_claim: "namespace".into(),
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh: Duration::from_secs(300),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Kubernetes mode (DESIGN §8): what the proxy does with the API server beyond reading CRs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Write `status` on each MetricAccess (conditions, last collection, errors).
+    pub write_status: bool,
+    /// A CR's status is patched at most this often unless a condition changes.
+    #[serde(with = "duration::serde_duration")]
+    pub status_interval: Duration,
+    /// How long a Secret read from the API server is reused before it is read again.
+    #[serde(with = "duration::serde_duration")]
+    pub secret_cache_ttl: Duration,
+    pub sharding: ShardingConfig,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            write_status: true,
+            status_interval: Duration::from_secs(30),
+            secret_cache_ttl: Duration::from_secs(30),
+            sharding: ShardingConfig::default(),
+        }
+    }
+}
+
+/// Collector ownership across proxy replicas: each replica holds a Lease; every CR is
+/// collected by the live replica that wins rendezvous hashing over the live leases.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardingConfig {
+    pub enabled: bool,
+    /// Namespace of the Leases; unset: `POD_NAMESPACE`, else the service account's namespace.
+    pub namespace: Option<String>,
+    /// Lease names are `<prefix>-<identity>`; they carry the label `app.kubernetes.io/name=<prefix>`.
+    pub lease_prefix: String,
+    /// This replica's identity; unset: `POD_NAME`, else the host name.
+    pub identity: Option<String>,
+    /// A replica that has not renewed its Lease for this long is dead; its CRs move.
+    #[serde(with = "duration::serde_duration")]
+    pub lease_duration: Duration,
+}
+
+impl Default for ShardingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            namespace: None,
+            lease_prefix: "pmtp-collector".into(),
+            identity: None,
+            lease_duration: Duration::from_secs(15),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -335,9 +476,6 @@ impl Config {
             out.push(
                 "proxy.enable_caching: answers are not cached yet; every query goes to a backend",
             );
-        }
-        if self.discovery.kubernetes.is_some() {
-            out.push("discovery.kubernetes: Kubernetes discovery is not built yet; backends come from backends.groups");
         }
         out
     }
@@ -396,6 +534,9 @@ impl Config {
             .iter_mut()
             .chain(usage.dashboard_files.iter_mut())
         {
+            resolve(f);
+        }
+        if let Some(f) = self.auth.jwt.jwks_file.as_mut() {
             resolve(f);
         }
         for t in &mut self.auth.bearer.tokens {

@@ -38,6 +38,8 @@ pub enum SettingsError {
         "tenants.source: kubernetes is not implemented yet; use `source: file` with a folder of MetricAccess YAML files"
     )]
     KubernetesSource,
+    #[error("auth.mode {0}: not implemented yet")]
+    AuthModeNotBuilt(&'static str),
     #[error("auth.bearer.tokens[{0}]: set exactly one of sha256 or token_file")]
     TokenSource(usize),
 }
@@ -68,6 +70,8 @@ impl RuntimeSettings {
                 }
                 AuthSettings::Bearer { tokens }
             }
+            AuthMode::Kubernetes => return Err(SettingsError::AuthModeNotBuilt("kubernetes")),
+            AuthMode::Jwt => return Err(SettingsError::AuthModeNotBuilt("jwt")),
         };
         let backends = BackendSettings {
             groups: config
