@@ -45,8 +45,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Build from settings and start the backend probes (needs a Tokio runtime).
-    pub fn build(settings: RuntimeSettings, metrics: Arc<Metrics>) -> anyhow::Result<Runtime> {
+    /// Build from settings and start the backend probes (needs a Tokio runtime). `kube` is
+    /// the API server client in Kubernetes mode (TokenReview auth needs it).
+    pub fn build(
+        settings: RuntimeSettings,
+        metrics: Arc<Metrics>,
+        kube: Option<&kube::Client>,
+    ) -> anyhow::Result<Runtime> {
+        let _ = kube;
         let auth = Authenticator::new(&settings.auth)?;
         let backends = Arc::new(BackendPool::new(settings.backends.clone(), metrics)?);
         Ok(Runtime {
@@ -77,6 +83,8 @@ struct Shared {
     ingest: Arc<crate::ingest::Ingest>,
     metrics: Arc<Metrics>,
     config_path: Option<PathBuf>,
+    /// The Kubernetes API client (Kubernetes mode); fixed for the process's life.
+    kube: Option<kube::Client>,
     /// Serialises reloads (SIGHUP and POST /-/reload may race).
     reload_lock: tokio::sync::Mutex<()>,
     /// The running tenant source, restarted when a reload changes its directory.
@@ -126,8 +134,18 @@ impl AppState {
         tenants: Arc<TenantStore>,
         config_path: Option<PathBuf>,
     ) -> anyhow::Result<AppState> {
+        Self::from_settings_with_kube(settings, tenants, config_path, None)
+    }
+
+    /// As [`AppState::from_settings`], with the Kubernetes API client of Kubernetes mode.
+    pub fn from_settings_with_kube(
+        settings: RuntimeSettings,
+        tenants: Arc<TenantStore>,
+        config_path: Option<PathBuf>,
+        kube: Option<kube::Client>,
+    ) -> anyhow::Result<AppState> {
         let metrics = Arc::new(Metrics::new());
-        let runtime = Runtime::build(settings, metrics.clone())?;
+        let runtime = Runtime::build(settings, metrics.clone(), kube.as_ref())?;
         runtime.backends.start_probes();
         let ingest = crate::ingest::Ingest::start(&runtime.settings.ingest, metrics.clone())
             .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
@@ -145,6 +163,7 @@ impl AppState {
                 ingest,
                 metrics,
                 config_path,
+                kube,
                 reload_lock: tokio::sync::Mutex::new(()),
                 source: Mutex::new(None),
             }),
@@ -170,6 +189,11 @@ impl AppState {
 
     pub fn runtime(&self) -> Arc<Runtime> {
         self.inner.runtime.load_full()
+    }
+
+    /// The Kubernetes API client, in Kubernetes mode.
+    pub fn kube(&self) -> Option<&kube::Client> {
+        self.inner.kube.as_ref()
     }
 
     pub fn config_path(&self) -> Option<&PathBuf> {

@@ -44,7 +44,7 @@ impl AppState {
         let config = Config::load(&path).map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let settings = RuntimeSettings::from_config(&config)
             .map_err(|e| ReloadError::Invalid(e.to_string()))?;
-        let new = Runtime::build(settings, self.metrics().clone())
+        let new = Runtime::build(settings, self.metrics().clone(), self.kube())
             .map_err(|e| ReloadError::Invalid(format!("{e:#}")))?;
         let old = self.runtime();
         new.backends.inherit_health(&old.backends);
