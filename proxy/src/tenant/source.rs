@@ -20,13 +20,14 @@ const API_VERSION: &str = "observability.ethos.io/v1alpha1";
 /// Fallback poll: catches what inotify misses (network filesystems, a folder created later).
 const POLL: Duration = Duration::from_millis(500);
 
-/// One CR read from a file, before merging.
-struct Loaded {
-    file: String,
-    namespace: String,
-    name: String,
-    spec: MetricAccessSpec,
-    policy: Policy,
+/// One valid CR read from a file or the API server, before merging.
+pub(crate) struct Loaded {
+    /// The file it came from (file mode).
+    pub file: Option<String>,
+    pub namespace: String,
+    pub name: String,
+    pub spec: MetricAccessSpec,
+    pub policy: Policy,
 }
 
 /// Read every `*.yaml`/`*.yml` under `dir` and build the snapshot.
@@ -53,7 +54,15 @@ pub fn load_dir(dir: &Path) -> TenantSnapshot {
     for file in &files {
         load_file(file, &mut loaded, &mut invalid);
     }
-    // Duplicates: the first (in path order) wins, the second is reported.
+    build_snapshot(loaded, invalid)
+}
+
+/// Merge valid CRs into tenants (one per namespace). A second CR with the same namespace and
+/// name (in path order) is reported, not merged.
+pub(crate) fn build_snapshot(
+    loaded: Vec<Loaded>,
+    mut invalid: Vec<InvalidResource>,
+) -> TenantSnapshot {
     let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut by_ns: BTreeMap<String, Vec<Loaded>> = BTreeMap::new();
     for l in loaded {
@@ -64,13 +73,16 @@ pub fn load_dir(dir: &Path) -> TenantSnapshot {
                     "duplicate MetricAccess {}/{}: already defined in {first}; names are unique per namespace",
                     l.namespace, l.name
                 ),
-                file: Some(l.file),
+                file: l.file,
                 namespace: Some(l.namespace),
                 name: Some(l.name),
             });
             continue;
         }
-        seen.insert(key, l.file.clone());
+        seen.insert(
+            key,
+            l.file.clone().unwrap_or_else(|| "the API server".into()),
+        );
         by_ns.entry(l.namespace.clone()).or_default().push(l);
     }
     let mut resources = Vec::new();
@@ -85,7 +97,7 @@ pub fn load_dir(dir: &Path) -> TenantSnapshot {
                 resources.push(Arc::new(AccessResource {
                     namespace: l.namespace,
                     name: l.name,
-                    file: Some(l.file),
+                    file: l.file,
                     spec: l.spec,
                     policy: Arc::new(l.policy),
                 }));
@@ -166,7 +178,7 @@ fn load_file(path: &Path, loaded: &mut Vec<Loaded>, invalid: &mut Vec<InvalidRes
         let located = texts.as_ref().map(|t| t[i]);
         match check_document(doc, located, ns.as_deref(), name.as_deref()) {
             Ok((spec, policy)) => loaded.push(Loaded {
-                file: file.clone(),
+                file: Some(file.clone()),
                 namespace: ns.unwrap_or_default(),
                 name: name.unwrap_or_default(),
                 spec,
@@ -215,7 +227,7 @@ fn document_texts<'a>(text: &'a str, docs: &[Value]) -> Option<Vec<(u64, &'a str
 
 /// Everything that makes a CR unusable, as one message. `located`: the document's first line
 /// and text, used to point at the line of a schema error.
-fn check_document(
+pub(crate) fn check_document(
     doc: &Value,
     located: Option<(u64, &str)>,
     ns: Option<&str>,
@@ -225,7 +237,7 @@ fn check_document(
     if api != API_VERSION {
         return Err(format!("apiVersion {api:?} is not {API_VERSION:?}"));
     }
-    let ns = ns.ok_or("metadata.namespace is required in file mode: it names the tenant")?;
+    let ns = ns.ok_or("metadata.namespace is required: it names the tenant")?;
     super::validate_tenant_id(ns).map_err(|e| format!("metadata.namespace: {e}"))?;
     name.filter(|n| !n.is_empty())
         .ok_or("metadata.name is required")?;
