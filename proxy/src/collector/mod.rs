@@ -204,6 +204,14 @@ impl Collector {
         })
     }
 
+    /// The last cycle of the job collecting `namespace/name`, if one runs here.
+    pub fn job_status(&self, namespace: &str, name: &str) -> Option<job::JobStatus> {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let job = jobs.get(&(namespace.to_string(), name.to_string()))?;
+        let status = job.status.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(status.clone())
+    }
+
     /// Stop every job and give queues `grace` to drain.
     pub async fn shutdown(&self) {
         if let Some(task) = self
