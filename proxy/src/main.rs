@@ -140,6 +140,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let options = StartOptions {
             reload_on_sighup: true,
+            ..Default::default()
         };
         let mut running =
             proxy::http::start_with(config, Some(cli.config.clone()), options).await?;

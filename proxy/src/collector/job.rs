@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::shape::{ShapeStats, Shaper};
 use super::source::{self, Upstream, Window};
 use super::state::StateDir;
-use super::target::{self, Endpoint, FileSecrets};
+use super::target::{self, Endpoint, FetchedSecrets, FileSecrets, SecretLookup};
 use super::{Inputs, pushgateway};
 use crate::backend::health::rfc3339;
 use crate::config::RemoteWriteConfig;
@@ -236,10 +236,18 @@ impl Runner {
         let Some(rw) = s.resource.spec.remote_write.as_ref() else {
             return last_end;
         };
-        let secrets = FileSecrets {
+        let files = FileSecrets {
             directory: s.config.secrets_directory.clone(),
         };
-        let endpoints = match target::endpoints(&ns, rw, &s.config, &secrets) {
+        let fetched;
+        let secrets: &dyn SecretLookup = match s.inputs.kube_secrets() {
+            Some(kube) => {
+                fetched = FetchedSecrets::fetch(&kube, &ns, rw).await;
+                &fetched
+            }
+            None => &files,
+        };
+        let endpoints = match target::endpoints(&ns, rw, &s.config, secrets) {
             Ok(e) => e,
             Err(error) => {
                 // The window does not advance: once the target resolves (a Secret appears),

@@ -35,6 +35,10 @@ const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 pub trait Inputs: Send + Sync + 'static {
     fn config(&self) -> Arc<RemoteWriteConfig>;
     fn backends(&self) -> Arc<BackendPool>;
+    /// Kubernetes mode: Secrets come from the API server instead of files.
+    fn kube_secrets(&self) -> Option<Arc<crate::k8s::secrets::KubeSecrets>> {
+        None
+    }
 }
 
 /// Runs one [`Job`] per enabled CR, restarting a job when its CR or the settings change.
@@ -202,6 +206,11 @@ impl Collector {
             "enabled": self.inputs.config().enabled,
             "resources": list,
         })
+    }
+
+    /// `remote_write.enabled` of the running config.
+    pub fn enabled(&self) -> bool {
+        self.inputs.config().enabled
     }
 
     /// The last cycle of the job collecting `namespace/name`, if one runs here.

@@ -50,17 +50,68 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// Where a CR's Secret values come from while its endpoints are built.
+pub trait SecretLookup {
+    fn get(&self, namespace: &str, secret: &SecretKeyRef) -> Result<String, String>;
+}
+
+/// Secrets read from the API server just before the endpoints are built (Kubernetes mode):
+/// `endpoints` is synchronous, the API call is not.
+#[derive(Default)]
+pub struct FetchedSecrets(BTreeMap<(String, String, String), Result<String, String>>);
+
+impl FetchedSecrets {
+    /// Read every Secret `rw` refers to, from `namespace` only.
+    pub async fn fetch(
+        secrets: &crate::k8s::secrets::KubeSecrets,
+        namespace: &str,
+        rw: &RemoteWriteSpec,
+    ) -> FetchedSecrets {
+        let mut out = BTreeMap::new();
+        let Some(t) = rw.remote_write.as_ref() else {
+            return FetchedSecrets(out);
+        };
+        let refs = t
+            .basic_auth
+            .as_ref()
+            .map(|a| &a.password_secret)
+            .into_iter()
+            .chain(t.bearer_token_secret.as_ref());
+        for r in refs {
+            let value = secrets.get(namespace, r).await;
+            out.insert(
+                (namespace.to_string(), r.name.clone(), r.key.clone()),
+                value,
+            );
+        }
+        FetchedSecrets(out)
+    }
+}
+
+impl SecretLookup for FetchedSecrets {
+    fn get(&self, namespace: &str, secret: &SecretKeyRef) -> Result<String, String> {
+        self.0
+            .get(&(
+                namespace.to_string(),
+                secret.name.clone(),
+                secret.key.clone(),
+            ))
+            .cloned()
+            .unwrap_or_else(|| Err(format!("Secret {namespace}/{} was not read", secret.name)))
+    }
+}
+
 /// Reads Secrets in file mode.
 #[derive(Debug, Clone, Default)]
 pub struct FileSecrets {
     pub directory: Option<PathBuf>,
 }
 
-impl FileSecrets {
+impl SecretLookup for FileSecrets {
     /// `<dir>/<namespace>/<name>/<key>`, else `PMTP_SECRET_<NAMESPACE>_<NAME>_<KEY>`. Trailing
     /// newlines of a file are trimmed (editors add one). The error says where it looked,
     /// never what it found.
-    pub fn get(&self, namespace: &str, secret: &SecretKeyRef) -> Result<String, String> {
+    fn get(&self, namespace: &str, secret: &SecretKeyRef) -> Result<String, String> {
         let mut looked = Vec::new();
         if let Some(dir) = &self.directory {
             let path = dir.join(namespace).join(&secret.name).join(&secret.key);
@@ -136,7 +187,7 @@ pub fn endpoints(
     namespace: &str,
     rw: &RemoteWriteSpec,
     config: &RemoteWriteConfig,
-    secrets: &FileSecrets,
+    secrets: &dyn SecretLookup,
 ) -> Result<Vec<Endpoint>, String> {
     let overrides = &config.address_overrides;
     let mut base_headers = HeaderMap::new();

@@ -32,6 +32,7 @@ use crate::backend::BackendPool;
 use crate::collector::Collector;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::k8s::secrets::KubeSecrets;
 use crate::telemetry::{Metrics, TenantLabels};
 use crate::tenant::{Tenant, TenantStore};
 use params::Params;
@@ -65,14 +66,20 @@ impl Runtime {
 
 /// The collector's view of the running settings: it follows reloads without holding the
 /// whole state (which owns the collector).
-struct CollectorInputs(Arc<ArcSwap<Runtime>>);
+struct CollectorInputs {
+    runtime: Arc<ArcSwap<Runtime>>,
+    kube_secrets: Option<Arc<KubeSecrets>>,
+}
 
 impl crate::collector::Inputs for CollectorInputs {
     fn config(&self) -> Arc<crate::config::RemoteWriteConfig> {
-        self.0.load().settings.collector.clone()
+        self.runtime.load().settings.collector.clone()
     }
     fn backends(&self) -> Arc<BackendPool> {
-        self.0.load().backends.clone()
+        self.runtime.load().backends.clone()
+    }
+    fn kube_secrets(&self) -> Option<Arc<KubeSecrets>> {
+        self.kube_secrets.clone()
     }
 }
 
@@ -89,6 +96,8 @@ struct Shared {
     reload_lock: tokio::sync::Mutex<()>,
     /// The running tenant source, restarted when a reload changes its directory.
     source: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Other background tasks (Kubernetes mode: status writer, discovery, leases).
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Shared {
@@ -98,6 +107,14 @@ impl Drop for Shared {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+        {
+            task.abort();
+        }
+        for task in self
+            .background
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
         {
             task.abort();
         }
@@ -150,9 +167,20 @@ impl AppState {
         let ingest = crate::ingest::Ingest::start(&runtime.settings.ingest, metrics.clone())
             .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+        // Kubernetes tenants name Secrets of their namespace: read them from the API server.
+        let kube_secrets = match (&kube, &runtime.load().settings.tenants_dir) {
+            (Some(client), None) => Some(Arc::new(KubeSecrets::new(
+                client.clone(),
+                runtime.load().settings.kubernetes.secret_cache_ttl,
+            ))),
+            _ => None,
+        };
         let collector = Collector::spawn(
             tenants.clone(),
-            Arc::new(CollectorInputs(runtime.clone())),
+            Arc::new(CollectorInputs {
+                runtime: runtime.clone(),
+                kube_secrets,
+            }),
             metrics.clone(),
         );
         Ok(AppState {
@@ -166,6 +194,7 @@ impl AppState {
                 kube,
                 reload_lock: tokio::sync::Mutex::new(()),
                 source: Mutex::new(None),
+                background: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -213,9 +242,27 @@ impl AppState {
         }
     }
 
+    /// Keep `task` running until the proxy stops (aborted by [`AppState::stop_background`]).
+    pub fn add_background(&self, task: tokio::task::JoinHandle<()>) {
+        self.inner
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+
     /// Stop the background tasks (tenant source, backend probes): the proxy is going away.
     /// Requests still in flight keep working with the last known state.
     pub fn stop_background(&self) {
+        for task in self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
         if let Some(task) = self
             .inner
             .source

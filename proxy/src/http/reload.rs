@@ -47,6 +47,13 @@ impl AppState {
         let new = Runtime::build(settings, self.metrics().clone(), self.kube())
             .map_err(|e| ReloadError::Invalid(format!("{e:#}")))?;
         let old = self.runtime();
+        if new.settings.tenants_dir.is_some() != old.settings.tenants_dir.is_some()
+            || new.settings.tenant_namespaces != old.settings.tenant_namespaces
+        {
+            return Err(ReloadError::Invalid(
+                "tenants.source and tenants.namespaces apply at start: restart the proxy to change them".into(),
+            ));
+        }
         new.backends.inherit_health(&old.backends);
         new.backends.start_probes();
         if new.settings.tenants_dir != old.settings.tenants_dir

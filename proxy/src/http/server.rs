@@ -22,10 +22,22 @@ const FIRST_LOAD_WAIT: Duration = Duration::from_secs(5);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of [`start_with`].
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct StartOptions {
     /// Reload the config file on SIGHUP (main.rs sets it; tests leave it off).
     pub reload_on_sighup: bool,
+    /// The Kubernetes API client to use instead of the environment's (tests point it at a
+    /// simulated API server).
+    pub kube_client: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("reload_on_sighup", &self.reload_on_sighup)
+            .field("kube_client", &self.kube_client.is_some())
+            .finish()
+    }
 }
 
 /// A proxy serving in the background. Dropping it aborts everything; prefer
@@ -160,13 +172,20 @@ pub async fn start_with(
         })?;
     let api_addr = api.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let kube = match options.kube_client.clone() {
+        Some(client) => Some(client),
+        None if crate::k8s::run::needs_api(&config) => Some(crate::k8s::client().await?),
+        None => None,
+    };
     let tenants = Arc::new(TenantStore::new());
-    let state = AppState::from_settings(settings, tenants.clone(), config_path)?;
+    let state = AppState::from_settings_with_kube(settings, tenants.clone(), config_path, kube)?;
     if let Some(dir) = state.runtime().settings.tenants_dir.clone() {
         let task = crate::tenant::source::spawn_file_source(dir, tenants.clone());
         state.set_tenant_source(task);
-        wait_first_load(&tenants).await;
+    } else {
+        crate::k8s::run::start(&state, &tenants);
     }
+    wait_first_load(&tenants).await;
     let (tx, mut rx) = watch::channel(false);
     let server = tokio::spawn(serve(api, admin, state.clone(), async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -192,7 +211,7 @@ async fn wait_first_load(tenants: &TenantStore) {
     let deadline = tokio::time::Instant::now() + FIRST_LOAD_WAIT;
     while !tenants.snapshot().loaded {
         if tokio::time::Instant::now() >= deadline {
-            tracing::warn!("tenant folder not loaded yet; serving anyway (not ready)");
+            tracing::warn!("tenants not loaded yet; serving anyway (not ready)");
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -25,6 +25,10 @@ pub struct RuntimeSettings {
     pub metrics_enabled: bool,
     /// Tenant folder (file source), already resolved against the config file's folder.
     pub tenants_dir: Option<PathBuf>,
+    /// Kubernetes tenant source: the namespaces watched (`None`: all). Unused in file mode.
+    pub tenant_namespaces: Option<Vec<String>>,
+    /// Kubernetes mode settings (status, Secrets, sharding).
+    pub kubernetes: Arc<crate::config::KubernetesConfig>,
     /// The collector's settings (`remote_write`).
     pub collector: Arc<RemoteWriteConfig>,
     /// The ingest gateway's settings (`ingest`).
@@ -34,10 +38,6 @@ pub struct RuntimeSettings {
 /// A config the HTTP layer can't run with (beyond what `Config` validation catches).
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error(
-        "tenants.source: kubernetes is not implemented yet; use `source: file` with a folder of MetricAccess YAML files"
-    )]
-    KubernetesSource,
     #[error("auth.mode {0}: not implemented yet")]
     AuthModeNotBuilt(&'static str),
     #[error("auth.bearer.tokens[{0}]: set exactly one of sha256 or token_file")]
@@ -48,8 +48,10 @@ impl RuntimeSettings {
     pub fn from_config(config: &Config) -> Result<RuntimeSettings, SettingsError> {
         let tenants_dir = match config.tenants.source {
             TenantSourceKind::File => Some(config.tenants.directory.clone()),
-            TenantSourceKind::Kubernetes => return Err(SettingsError::KubernetesSource),
+            TenantSourceKind::Kubernetes => None,
         };
+        let tenant_namespaces =
+            (!config.tenants.watch_all_namespaces).then(|| config.tenants.namespaces.clone());
         let auth = match config.auth.mode {
             AuthMode::Header => AuthSettings::Header {
                 header: config.auth.header.name.clone(),
@@ -97,6 +99,8 @@ impl RuntimeSettings {
             request_logging: config.proxy.enable_request_logging,
             metrics_enabled: config.proxy.enable_metrics,
             tenants_dir,
+            tenant_namespaces,
+            kubernetes: Arc::new(config.kubernetes.clone()),
             collector: Arc::new(config.remote_write.clone()),
             ingest: Arc::new(config.ingest.clone()),
         })

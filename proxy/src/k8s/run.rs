@@ -1,0 +1,69 @@
+//! What Kubernetes mode starts next to the listeners: the `MetricAccess` watcher that fills
+//! the tenant store and the status writer. The API client is made once, at start, when
+//! any feature needs it.
+
+use std::sync::Arc;
+
+use crate::collector::Collector;
+use crate::collector::job::JobStatus;
+use crate::config::{AuthMode, Config, TenantSourceKind};
+use crate::http::AppState;
+use crate::tenant::TenantStore;
+
+use super::status::StatusInputs;
+
+/// Whether `config` needs the Kubernetes API.
+pub fn needs_api(config: &Config) -> bool {
+    config.tenants.source == TenantSourceKind::Kubernetes
+        || config.discovery.kubernetes.is_some()
+        || config.auth.mode == AuthMode::Kubernetes
+        || config.kubernetes.sharding.enabled
+}
+
+/// The status writer's view of the proxy.
+struct StatusView {
+    collector: Arc<Collector>,
+}
+
+impl StatusInputs for StatusView {
+    fn job(&self, namespace: &str, name: &str) -> Option<JobStatus> {
+        self.collector.job_status(namespace, name)
+    }
+    fn collector_enabled(&self) -> bool {
+        self.collector.enabled()
+    }
+    fn owns(&self, _namespace: &str, _name: &str) -> bool {
+        true
+    }
+}
+
+/// Start the Kubernetes tenant source (and the status writer) for `state`, when the config
+/// asks for them. Tasks stop with the proxy.
+pub fn start(state: &AppState, tenants: &Arc<TenantStore>) {
+    let Some(client) = state.kube().cloned() else {
+        return;
+    };
+    let settings = state.runtime().settings.clone();
+    if settings.tenants_dir.is_some() {
+        return;
+    }
+    let (observed, watch) = super::tenants::spawn(
+        client.clone(),
+        settings.tenant_namespaces.clone(),
+        tenants.clone(),
+    );
+    state.set_tenant_source(watch);
+    if settings.kubernetes.write_status {
+        let view = Arc::new(StatusView {
+            collector: state.collector().clone(),
+        });
+        let writer = super::status::spawn(
+            client,
+            observed,
+            tenants.clone(),
+            view,
+            settings.kubernetes.status_interval,
+        );
+        state.add_background(writer);
+    }
+}
