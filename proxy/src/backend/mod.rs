@@ -35,7 +35,7 @@ pub struct BackendSettings {
     pub max_concurrent_requests: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSettings {
     pub name: String,
     pub members: Vec<String>,

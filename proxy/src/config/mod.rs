@@ -53,7 +53,8 @@ impl Default for ServerConfig {
 }
 
 /// Kubernetes discovery of Prometheus backends (Go proxy keys). Parsed and validated here;
-/// used by Kubernetes mode.
+/// run by [`crate::k8s::discovery`] (docs/discovery.md). When set, discovered groups replace
+/// `backends.groups` once the first result arrives.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiscoveryConfig {

@@ -352,3 +352,9 @@ fn ingest_needs_a_destination_and_valid_rules() {
         assert!(e.contains(needle), "{needle} not in {e}");
     }
 }
+
+#[test]
+fn discovery_stands_in_for_static_backend_groups() {
+    let c = Config::from_yaml("discovery:\n  kubernetes:\n    port: web\n", "c.yaml").unwrap();
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+}

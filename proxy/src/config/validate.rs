@@ -77,7 +77,11 @@ impl Config {
         }
         p.extend(self.remote_write.problems());
         p.extend(self.ingest.problems());
-        if self.tenants.source == TenantSourceKind::File && self.backends.groups.is_empty() {
+        // With Kubernetes discovery the groups come from the cluster.
+        if self.tenants.source == TenantSourceKind::File
+            && self.backends.groups.is_empty()
+            && self.discovery.kubernetes.is_none()
+        {
             p.push(
                 "backends.groups: at least one group with one member is required in file mode"
                     .into(),

@@ -3,6 +3,7 @@
 //! entry point main.rs and the e2e harness use to run the proxy in-process.
 
 pub mod admin;
+pub mod discovered;
 pub mod ingest;
 pub mod metadata;
 pub mod observe;
@@ -56,11 +57,20 @@ impl Runtime {
         let _ = kube;
         let auth = Authenticator::new(&settings.auth)?;
         let backends = Arc::new(BackendPool::new(settings.backends.clone(), metrics)?);
-        Ok(Runtime {
+        Ok(Runtime::from_parts(settings, auth, backends))
+    }
+
+    /// Assemble from parts already built (discovery swaps only the backends).
+    pub fn from_parts(
+        settings: RuntimeSettings,
+        auth: Authenticator,
+        backends: Arc<BackendPool>,
+    ) -> Runtime {
+        Runtime {
             settings,
             auth,
             backends,
-        })
+        }
     }
 }
 
@@ -96,8 +106,13 @@ struct Shared {
     reload_lock: tokio::sync::Mutex<()>,
     /// The running tenant source, restarted when a reload changes its directory.
     source: Mutex<Option<tokio::task::JoinHandle<()>>>,
+<<<<<<< HEAD
     /// Other background tasks (Kubernetes mode: status writer, discovery, leases).
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+=======
+    /// The last backend groups Kubernetes discovery published: a reload keeps them.
+    discovered: Mutex<Option<Vec<crate::backend::GroupSettings>>>,
+>>>>>>> k8s-disco
 }
 
 impl Drop for Shared {
@@ -194,7 +209,11 @@ impl AppState {
                 kube,
                 reload_lock: tokio::sync::Mutex::new(()),
                 source: Mutex::new(None),
+<<<<<<< HEAD
                 background: Mutex::new(Vec::new()),
+=======
+                discovered: Mutex::new(None),
+>>>>>>> k8s-disco
             }),
         })
     }

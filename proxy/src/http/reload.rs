@@ -42,8 +42,14 @@ impl AppState {
             .cloned()
             .ok_or(ReloadError::NoConfigFile)?;
         let config = Config::load(&path).map_err(|e| ReloadError::Invalid(e.to_string()))?;
-        let settings = RuntimeSettings::from_config(&config)
+        let mut settings = RuntimeSettings::from_config(&config)
             .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        // With discovery on, the backends are what was discovered, not `backends.groups`.
+        if config.discovery.kubernetes.is_some()
+            && let Some(groups) = self.discovered_backends()
+        {
+            settings.backends.groups = groups;
+        }
         let new = Runtime::build(settings, self.metrics().clone(), self.kube())
             .map_err(|e| ReloadError::Invalid(format!("{e:#}")))?;
         let old = self.runtime();
@@ -67,6 +73,8 @@ impl AppState {
             .reload(&new.settings.ingest)
             .map_err(ReloadError::Invalid)?;
         self.inner.runtime.store(Arc::new(new));
+        // Requests in flight may still hold the old pool; its members need no more probing.
+        old.backends.stop_probes();
         Ok(())
     }
 }

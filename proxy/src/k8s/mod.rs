@@ -10,6 +10,7 @@
 //! Every call goes through a [`kube::Client`]; the tests point it at a simulated API server
 //! ([`simulated`], wiremock), not a cluster.
 
+pub mod discovery;
 pub mod run;
 pub mod secrets;
 pub mod status;
