@@ -245,6 +245,7 @@ async fn sighup_reloads_the_config() {
     config.server.admin_listen.set_port(0);
     let options = proxy::http::StartOptions {
         reload_on_sighup: true,
+        ..Default::default()
     };
     let running = proxy::http::start_with(config, Some(path.clone()), options)
         .await

@@ -14,7 +14,7 @@ pub mod server;
 pub mod settings;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -106,13 +106,10 @@ struct Shared {
     reload_lock: tokio::sync::Mutex<()>,
     /// The running tenant source, restarted when a reload changes its directory.
     source: Mutex<Option<tokio::task::JoinHandle<()>>>,
-<<<<<<< HEAD
     /// Other background tasks (Kubernetes mode: status writer, discovery, leases).
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-=======
     /// The last backend groups Kubernetes discovery published: a reload keeps them.
     discovered: Mutex<Option<Vec<crate::backend::GroupSettings>>>,
->>>>>>> k8s-disco
 }
 
 impl Drop for Shared {
@@ -209,11 +206,8 @@ impl AppState {
                 kube,
                 reload_lock: tokio::sync::Mutex::new(()),
                 source: Mutex::new(None),
-<<<<<<< HEAD
                 background: Mutex::new(Vec::new()),
-=======
                 discovered: Mutex::new(None),
->>>>>>> k8s-disco
             }),
         })
     }

@@ -182,9 +182,8 @@ pub async fn start_with(
     if let Some(dir) = state.runtime().settings.tenants_dir.clone() {
         let task = crate::tenant::source::spawn_file_source(dir, tenants.clone());
         state.set_tenant_source(task);
-    } else {
-        crate::k8s::run::start(&state, &tenants);
     }
+    crate::k8s::run::start(&state, &tenants, &config);
     wait_first_load(&tenants).await;
     let (tx, mut rx) = watch::channel(false);
     let server = tokio::spawn(serve(api, admin, state.clone(), async move {

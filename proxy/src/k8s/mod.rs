@@ -18,6 +18,8 @@ pub mod tenants;
 
 #[cfg(test)]
 pub mod simulated;
+#[cfg(test)]
+mod tests;
 
 /// The API server of the environment: in-cluster service account, else `KUBECONFIG` or
 /// `~/.kube/config`.

@@ -37,12 +37,18 @@ impl StatusInputs for StatusView {
     }
 }
 
-/// Start the Kubernetes tenant source (and the status writer) for `state`, when the config
-/// asks for them. Tasks stop with the proxy.
-pub fn start(state: &AppState, tenants: &Arc<TenantStore>) {
+/// Start what `config` asks of Kubernetes mode for `state`: backend discovery, the tenant
+/// source and the status writer. Tasks stop with the proxy.
+pub fn start(state: &AppState, tenants: &Arc<TenantStore>, config: &Config) {
     let Some(client) = state.kube().cloned() else {
         return;
     };
+    if let Some(discovery) = config.discovery.kubernetes.clone() {
+        let (groups, task) =
+            super::discovery::spawn(client.clone(), discovery, config.discovery.refresh_interval);
+        state.add_background(task);
+        state.add_background(state.follow_discovered_backends(groups));
+    }
     let settings = state.runtime().settings.clone();
     if settings.tenants_dir.is_some() {
         return;

@@ -186,6 +186,8 @@ pub(crate) fn settings(members: Vec<String>, auth: AuthSettings) -> RuntimeSetti
         request_logging: false,
         metrics_enabled: true,
         tenants_dir: None,
+        tenant_namespaces: None,
+        kubernetes: Default::default(),
         collector: Default::default(),
         ingest: Default::default(),
     }
