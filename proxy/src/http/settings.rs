@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::auth::jwt::{JwksSource, JwtSettings};
+use crate::auth::kubernetes::{AccessReviewSettings, KubernetesSettings};
 use crate::auth::{AuthSettings, TokenSetting, TokenSource};
 use crate::backend::{BackendSettings, GroupSettings};
 use crate::config::{AuthMode, Config, RemoteWriteConfig, TenantSourceKind};
@@ -38,8 +40,8 @@ pub enum SettingsError {
         "tenants.source: kubernetes is not implemented yet; use `source: file` with a folder of MetricAccess YAML files"
     )]
     KubernetesSource,
-    #[error("auth.mode {0}: not implemented yet")]
-    AuthModeNotBuilt(&'static str),
+    #[error("auth.jwt: set exactly one of jwks_file or jwks_url")]
+    JwksSource,
     #[error("auth.bearer.tokens[{0}]: set exactly one of sha256 or token_file")]
     TokenSource(usize),
 }
@@ -70,8 +72,34 @@ impl RuntimeSettings {
                 }
                 AuthSettings::Bearer { tokens }
             }
-            AuthMode::Kubernetes => return Err(SettingsError::AuthModeNotBuilt("kubernetes")),
-            AuthMode::Jwt => return Err(SettingsError::AuthModeNotBuilt("jwt")),
+            AuthMode::Kubernetes => {
+                let k = &config.auth.kubernetes;
+                AuthSettings::Kubernetes(KubernetesSettings {
+                    audiences: k.audiences.clone(),
+                    cache_ttl: k.cache_ttl,
+                    access_review: k.access_review.as_ref().map(|a| AccessReviewSettings {
+                        verb: a.verb.clone(),
+                        group: a.group.clone(),
+                        resource: a.resource.clone(),
+                    }),
+                })
+            }
+            AuthMode::Jwt => {
+                let j = &config.auth.jwt;
+                let jwks = match (&j.jwks_file, &j.jwks_url) {
+                    (Some(file), None) => JwksSource::File(file.clone()),
+                    (None, Some(url)) => JwksSource::Url(url.clone()),
+                    _ => return Err(SettingsError::JwksSource),
+                };
+                AuthSettings::Jwt(JwtSettings {
+                    issuer: j.issuer.clone(),
+                    audiences: j.audiences.clone(),
+                    tenant_claim: j.tenant_claim.clone(),
+                    jwks,
+                    jwks_refresh: j.jwks_refresh,
+                    leeway: j.leeway,
+                })
+            }
         };
         let backends = BackendSettings {
             groups: config
