@@ -166,4 +166,40 @@ auth:
         };
         assert_eq!(tokens[1].source, TokenSource::File("/run/b.token".into()));
     }
+
+    #[test]
+    fn converts_token_auth_modes() {
+        let base = "tenants: { directory: /srv/tenants }\nbackends: { groups: [{ name: infra, members: [\"http://a:9090\"] }] }\n";
+        let k8s = Config::from_yaml(
+            &format!("{base}auth:\n  mode: kubernetes\n  kubernetes: {{ audiences: [proxy], cache_ttl: 10s, access_review: {{ verb: get, resource: metrics }} }}\n"),
+            "test",
+        )
+        .unwrap();
+        let AuthSettings::Kubernetes(k) = RuntimeSettings::from_config(&k8s).unwrap().auth else {
+            panic!("kubernetes expected");
+        };
+        assert_eq!(k.audiences, vec!["proxy".to_string()]);
+        assert_eq!(k.cache_ttl.as_secs(), 10);
+        let review = k.access_review.unwrap();
+        assert_eq!(
+            (
+                review.verb.as_str(),
+                review.group.as_str(),
+                review.resource.as_str()
+            ),
+            ("get", "", "metrics")
+        );
+
+        let jwt = Config::from_yaml(
+            &format!("{base}auth:\n  mode: jwt\n  jwt: {{ issuer: i, audiences: [a], jwks_url: \"https://i/jwks\", leeway: 1s }}\n"),
+            "test",
+        )
+        .unwrap();
+        let AuthSettings::Jwt(j) = RuntimeSettings::from_config(&jwt).unwrap().auth else {
+            panic!("jwt expected");
+        };
+        assert_eq!(j.jwks, JwksSource::Url("https://i/jwks".into()));
+        assert_eq!(j.tenant_claim, "namespace");
+        assert_eq!(j.leeway.as_secs(), 1);
+    }
 }
