@@ -161,7 +161,14 @@ pub async fn start_with(
     let api_addr = api.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let tenants = Arc::new(TenantStore::new());
-    let state = AppState::from_settings(settings, tenants.clone(), config_path)?;
+    // TokenReview auth is the one part of the runtime that needs the API server here.
+    let kube = match settings.auth {
+        crate::auth::AuthSettings::Kubernetes(_) => Some(crate::k8s::client().await.context(
+            "auth.mode kubernetes needs the Kubernetes API (in-cluster service account or KUBECONFIG)",
+        )?),
+        _ => None,
+    };
+    let state = AppState::from_settings_with_kube(settings, tenants.clone(), config_path, kube)?;
     if let Some(dir) = state.runtime().settings.tenants_dir.clone() {
         let task = crate::tenant::source::spawn_file_source(dir, tenants.clone());
         state.set_tenant_source(task);
