@@ -1,10 +1,15 @@
 //! Tenant identification: request → tenant namespace. Modes: `header` (a header set by a
-//! trusted gateway, or the `namespace` parameter, as the Go proxy did) and `bearer` (static
-//! tokens, stored as SHA-256 hashes, compared in constant time). Whether the tenant exists is
-//! the HTTP layer's business (it looks the name up in the tenant store). Tokens are never
-//! logged or kept in clear.
+//! trusted gateway, or the `namespace` parameter, as the Go proxy did), `bearer` (static
+//! tokens, stored as SHA-256 hashes, compared in constant time), `kubernetes` (a
+//! service-account token checked with a TokenReview, [`kubernetes`]) and `jwt` (a JWT checked
+//! against a JWKS, [`jwt`]). Whether the tenant exists is the HTTP layer's business (it looks
+//! the name up in the tenant store). Tokens are never logged or kept in clear.
+
+pub mod jwt;
+pub mod kubernetes;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +31,8 @@ pub enum AuthSettings {
     Bearer {
         tokens: Vec<TokenSetting>,
     },
+    Kubernetes(kubernetes::KubernetesSettings),
+    Jwt(jwt::JwtSettings),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +68,12 @@ pub enum AuthConfigError {
     EmptyTokenFile { tenant: String, path: String },
     #[error("auth.bearer.tokens is empty: no tenant could ever authenticate")]
     NoTokens,
+    #[error(
+        "auth.mode kubernetes needs the Kubernetes API (in-cluster service account or KUBECONFIG)"
+    )]
+    NeedsKubernetes,
+    #[error("auth.jwt: {0}")]
+    Jwt(String),
 }
 
 /// Why a request has no tenant.
@@ -75,6 +88,15 @@ pub enum AuthError {
     MissingToken,
     #[error("invalid bearer token")]
     InvalidToken,
+    /// A token that was checked and refused; the reason never quotes the token.
+    #[error("invalid bearer token: {0}")]
+    Rejected(String),
+    /// The token is valid but its user may not do what the config requires.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The token could not be checked (the API server or the key source is unreachable).
+    #[error("authentication unavailable: {0}")]
+    Unavailable(String),
     #[error("the {0} header is given more than once")]
     DuplicateHeader(String),
     #[error(
@@ -90,7 +112,9 @@ impl AuthError {
     pub fn reason(&self) -> &'static str {
         match self {
             AuthError::MissingTenant { .. } | AuthError::MissingToken => "missing",
-            AuthError::InvalidToken => "invalid_token",
+            AuthError::InvalidToken | AuthError::Rejected(_) => "invalid_token",
+            AuthError::Forbidden(_) => "forbidden",
+            AuthError::Unavailable(_) => "unavailable",
             AuthError::DuplicateHeader(_) => "duplicate",
             AuthError::Conflict { .. } => "conflict",
             AuthError::Malformed(_) => "malformed",
@@ -99,10 +123,15 @@ impl AuthError {
 
     pub fn to_api_error(&self) -> ApiError {
         match self {
-            AuthError::MissingTenant { .. } | AuthError::MissingToken | AuthError::InvalidToken => {
-                ApiError::unauthorized(self.to_string())
-            }
-            _ => ApiError::bad_data(self.to_string()),
+            AuthError::MissingTenant { .. }
+            | AuthError::MissingToken
+            | AuthError::InvalidToken
+            | AuthError::Rejected(_) => ApiError::unauthorized(self.to_string()),
+            AuthError::Forbidden(_) => ApiError::forbidden(self.to_string()),
+            AuthError::Unavailable(_) => ApiError::unavailable(self.to_string()),
+            AuthError::DuplicateHeader(_)
+            | AuthError::Conflict { .. }
+            | AuthError::Malformed(_) => ApiError::bad_data(self.to_string()),
         }
     }
 }
@@ -111,7 +140,9 @@ impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let challenge = match self {
             AuthError::MissingToken => Some("Bearer"),
-            AuthError::InvalidToken => Some("Bearer error=\"invalid_token\""),
+            AuthError::InvalidToken | AuthError::Rejected(_) => {
+                Some("Bearer error=\"invalid_token\"")
+            }
             _ => None,
         };
         let mut response = self.to_api_error().into_response();
@@ -140,6 +171,8 @@ enum Mode {
     Bearer {
         tokens: Vec<TokenEntry>,
     },
+    Kubernetes(Arc<kubernetes::TokenReviewer>),
+    Jwt(Arc<jwt::JwtVerifier>),
 }
 
 /// Request → tenant name.
@@ -161,12 +194,19 @@ impl std::fmt::Debug for Authenticator {
                 .debug_struct("Authenticator::Bearer")
                 .field("tokens", &tokens.len())
                 .finish(),
+            Mode::Kubernetes(reviewer) => reviewer.fmt(f),
+            Mode::Jwt(verifier) => verifier.fmt(f),
         }
     }
 }
 
 impl Authenticator {
-    pub fn new(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
+    /// `kube` is the API server client; `auth.mode: kubernetes` needs it. A JWKS file is read
+    /// here (a broken one is a config error); a JWKS URL is fetched on first use.
+    pub fn new(
+        settings: &AuthSettings,
+        kube: Option<&kube::Client>,
+    ) -> Result<Self, AuthConfigError> {
         let mode = match settings {
             AuthSettings::Header {
                 header,
@@ -186,16 +226,31 @@ impl Authenticator {
                     .collect::<Result<Vec<_>, _>>()?;
                 Mode::Bearer { tokens }
             }
+            AuthSettings::Kubernetes(settings) => {
+                let client = kube.ok_or(AuthConfigError::NeedsKubernetes)?;
+                Mode::Kubernetes(Arc::new(kubernetes::TokenReviewer::new(
+                    client.clone(),
+                    settings.clone(),
+                )))
+            }
+            AuthSettings::Jwt(settings) => Mode::Jwt(Arc::new(
+                jwt::JwtVerifier::new(settings.clone()).map_err(AuthConfigError::Jwt)?,
+            )),
         };
         Ok(Self { mode })
     }
 
+    /// Whether the tenant comes from a bearer token (every mode but `header`).
     pub fn is_bearer(&self) -> bool {
-        matches!(self.mode, Mode::Bearer { .. })
+        !matches!(self.mode, Mode::Header { .. })
     }
 
-    /// The tenant a request claims (header mode) or proves (bearer mode).
-    pub fn identify(&self, headers: &HeaderMap, params: &Params) -> Result<String, AuthError> {
+    /// The tenant a request claims (header mode) or proves (token modes).
+    pub async fn identify(
+        &self,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<String, AuthError> {
         match &self.mode {
             Mode::Header { name, query_param } => {
                 let from_header = single_header(headers, name)?;
@@ -217,21 +272,29 @@ impl Authenticator {
                 }
             }
             Mode::Bearer { tokens } => {
-                let Some(value) = single_header(headers, &header::AUTHORIZATION)? else {
-                    return Err(AuthError::MissingToken);
-                };
-                let (scheme, token) = value.split_once(' ').unwrap_or((value.as_str(), ""));
-                if !scheme.eq_ignore_ascii_case("bearer") {
-                    return Err(AuthError::InvalidToken);
-                }
-                let token = token.trim();
-                if token.is_empty() {
-                    return Err(AuthError::MissingToken);
-                }
+                let token = bearer_token(headers)?;
                 lookup(tokens, &sha256(token.as_bytes())).ok_or(AuthError::InvalidToken)
             }
+            Mode::Kubernetes(reviewer) => reviewer.identify(&bearer_token(headers)?).await,
+            Mode::Jwt(verifier) => verifier.identify(&bearer_token(headers)?).await,
         }
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer_token(headers: &HeaderMap) -> Result<String, AuthError> {
+    let Some(value) = single_header(headers, &header::AUTHORIZATION)? else {
+        return Err(AuthError::MissingToken);
+    };
+    let (scheme, token) = value.split_once(' ').unwrap_or((value.as_str(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::InvalidToken);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::MissingToken);
+    }
+    Ok(token.to_string())
 }
 
 /// Compare against every entry without an early exit, so timing does not tell how many

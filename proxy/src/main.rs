@@ -185,7 +185,10 @@ fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
     let config = load(cli)?;
     let settings = RuntimeSettings::from_config(&config)?;
     let mut errors = Vec::new();
-    if let Err(error) = proxy::auth::Authenticator::new(&settings.auth) {
+    // Kubernetes mode needs the API server only to serve; checking the config must not.
+    if !matches!(settings.auth, proxy::auth::AuthSettings::Kubernetes(_))
+        && let Err(error) = proxy::auth::Authenticator::new(&settings.auth, None)
+    {
         errors.push(error.to_string());
     }
     let metrics = std::sync::Arc::new(proxy::telemetry::Metrics::new());
@@ -206,6 +209,29 @@ fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
             None => format!("header {header}"),
         },
         proxy::auth::AuthSettings::Bearer { tokens } => format!("bearer ({} tokens)", tokens.len()),
+        proxy::auth::AuthSettings::Kubernetes(k) => format!(
+            "kubernetes (TokenReview{}, cached {:?}{})",
+            if k.audiences.is_empty() {
+                String::new()
+            } else {
+                format!(" for audiences {}", k.audiences.join(", "))
+            },
+            k.cache_ttl,
+            k.access_review
+                .as_ref()
+                .map(|a| format!(", SubjectAccessReview {} {}", a.verb, a.resource))
+                .unwrap_or_default()
+        ),
+        proxy::auth::AuthSettings::Jwt(j) => format!(
+            "jwt (issuer {}, audiences {}, tenant claim {}, keys from {})",
+            j.issuer,
+            j.audiences.join(", "),
+            j.tenant_claim,
+            match &j.jwks {
+                proxy::auth::jwt::JwksSource::File(f) => f.display().to_string(),
+                proxy::auth::jwt::JwksSource::Url(u) => u.clone(),
+            }
+        ),
     };
     println!("  auth: {auth}");
     for warning in config.unimplemented_settings() {

@@ -6,10 +6,13 @@ use super::*;
 use crate::http::params;
 
 fn header_auth(param: Option<&str>) -> Authenticator {
-    Authenticator::new(&AuthSettings::Header {
-        header: "X-Tenant-Namespace".into(),
-        query_param: param.map(str::to_string),
-    })
+    Authenticator::new(
+        &AuthSettings::Header {
+            header: "X-Tenant-Namespace".into(),
+            query_param: param.map(str::to_string),
+        },
+        None,
+    )
     .unwrap()
 }
 
@@ -32,47 +35,52 @@ fn hex(token: &str) -> String {
         .collect()
 }
 
-#[test]
-fn header_mode() {
+#[tokio::test]
+async fn header_mode() {
     let auth = header_auth(Some("namespace"));
     let none = Params::default();
     let h = headers(&[("x-tenant-namespace", "team-a")]);
-    assert_eq!(auth.identify(&h, &none), Ok("team-a".into()));
+    assert_eq!(auth.identify(&h, &none).await, Ok("team-a".into()));
     assert_eq!(
-        auth.identify(&HeaderMap::new(), &query("namespace=team-b")),
+        auth.identify(&HeaderMap::new(), &query("namespace=team-b"))
+            .await,
         Ok("team-b".into())
     );
     // Same value in both places is fine; different values are refused.
     assert_eq!(
-        auth.identify(&h, &query("namespace=team-a")),
+        auth.identify(&h, &query("namespace=team-a")).await,
         Ok("team-a".into())
     );
-    let conflict = auth.identify(&h, &query("namespace=team-b")).unwrap_err();
+    let conflict = auth
+        .identify(&h, &query("namespace=team-b"))
+        .await
+        .unwrap_err();
     assert!(matches!(conflict, AuthError::Conflict { .. }));
     assert_eq!(conflict.to_api_error().status.as_u16(), 400);
     // The header twice.
     let twice = headers(&[("x-tenant-namespace", "a"), ("x-tenant-namespace", "b")]);
-    let error = auth.identify(&twice, &none).unwrap_err();
+    let error = auth.identify(&twice, &none).await.unwrap_err();
     assert_eq!(
         error,
         AuthError::DuplicateHeader("x-tenant-namespace".into())
     );
     assert_eq!(error.to_api_error().status.as_u16(), 400);
     // Nothing at all.
-    let missing = auth.identify(&HeaderMap::new(), &none).unwrap_err();
+    let missing = auth.identify(&HeaderMap::new(), &none).await.unwrap_err();
     assert_eq!(missing.reason(), "missing");
     assert_eq!(missing.to_api_error().status.as_u16(), 401);
     assert!(missing.to_string().contains("\"namespace\""));
     // An empty header is missing.
     let empty = headers(&[("x-tenant-namespace", " ")]);
-    assert!(auth.identify(&empty, &none).is_err());
+    assert!(auth.identify(&empty, &none).await.is_err());
 }
 
-#[test]
-fn header_mode_without_query_param() {
+#[tokio::test]
+async fn header_mode_without_query_param() {
     let auth = header_auth(None);
     let error = auth
         .identify(&HeaderMap::new(), &query("namespace=team-a"))
+        .await
         .unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -80,58 +88,61 @@ fn header_mode_without_query_param() {
     );
 }
 
-#[test]
-fn bearer_mode() {
+#[tokio::test]
+async fn bearer_mode() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
     std::fs::write(&file, "file-secret\n").unwrap();
-    let auth = Authenticator::new(&AuthSettings::Bearer {
-        tokens: vec![
-            TokenSetting {
-                tenant: "team-a".into(),
-                source: TokenSource::Sha256(hex("secret-a")),
-            },
-            TokenSetting {
-                tenant: "team-b".into(),
-                source: TokenSource::Sha256(hex("secret-b").to_uppercase()),
-            },
-            TokenSetting {
-                tenant: "team-c".into(),
-                source: TokenSource::File(file),
-            },
-        ],
-    })
+    let auth = Authenticator::new(
+        &AuthSettings::Bearer {
+            tokens: vec![
+                TokenSetting {
+                    tenant: "team-a".into(),
+                    source: TokenSource::Sha256(hex("secret-a")),
+                },
+                TokenSetting {
+                    tenant: "team-b".into(),
+                    source: TokenSource::Sha256(hex("secret-b").to_uppercase()),
+                },
+                TokenSetting {
+                    tenant: "team-c".into(),
+                    source: TokenSource::File(file),
+                },
+            ],
+        },
+        None,
+    )
     .unwrap();
     let none = Params::default();
     let bearer = |t: &str| headers(&[("authorization", t)]);
     assert_eq!(
-        auth.identify(&bearer("Bearer secret-a"), &none),
+        auth.identify(&bearer("Bearer secret-a"), &none).await,
         Ok("team-a".into())
     );
     assert_eq!(
-        auth.identify(&bearer("bearer secret-b"), &none),
+        auth.identify(&bearer("bearer secret-b"), &none).await,
         Ok("team-b".into())
     );
     assert_eq!(
-        auth.identify(&bearer("Bearer file-secret"), &none),
+        auth.identify(&bearer("Bearer file-secret"), &none).await,
         Ok("team-c".into())
     );
     assert_eq!(
-        auth.identify(&bearer("Bearer nope"), &none),
+        auth.identify(&bearer("Bearer nope"), &none).await,
         Err(AuthError::InvalidToken)
     );
     assert_eq!(
-        auth.identify(&bearer("Basic c2VjcmV0LWE="), &none),
+        auth.identify(&bearer("Basic c2VjcmV0LWE="), &none).await,
         Err(AuthError::InvalidToken)
     );
     assert_eq!(
-        auth.identify(&bearer("Bearer "), &none),
+        auth.identify(&bearer("Bearer "), &none).await,
         Err(AuthError::MissingToken)
     );
     // The tenant header and parameter mean nothing in bearer mode.
     let spoof = headers(&[("x-tenant-namespace", "team-a")]);
     assert_eq!(
-        auth.identify(&spoof, &query("namespace=team-a")),
+        auth.identify(&spoof, &query("namespace=team-a")).await,
         Err(AuthError::MissingToken)
     );
     // 401 with a challenge.
@@ -168,7 +179,7 @@ fn bad_settings_are_refused() {
         }],
     };
     assert!(matches!(
-        Authenticator::new(&bad_hash),
+        Authenticator::new(&bad_hash, None),
         Err(AuthConfigError::BadHash { .. })
     ));
     let missing_file = AuthSettings::Bearer {
@@ -177,17 +188,22 @@ fn bad_settings_are_refused() {
             source: TokenSource::File("/nonexistent/token".into()),
         }],
     };
-    let error = Authenticator::new(&missing_file).unwrap_err().to_string();
+    let error = Authenticator::new(&missing_file, None)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("/nonexistent/token"), "{error}");
     assert!(matches!(
-        Authenticator::new(&AuthSettings::Bearer { tokens: vec![] }),
+        Authenticator::new(&AuthSettings::Bearer { tokens: vec![] }, None),
         Err(AuthConfigError::NoTokens)
     ));
     assert!(matches!(
-        Authenticator::new(&AuthSettings::Header {
-            header: "bad header".into(),
-            query_param: None
-        }),
+        Authenticator::new(
+            &AuthSettings::Header {
+                header: "bad header".into(),
+                query_param: None
+            },
+            None
+        ),
         Err(AuthConfigError::HeaderName(_))
     ));
 }

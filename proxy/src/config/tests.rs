@@ -358,3 +358,69 @@ fn discovery_stands_in_for_static_backend_groups() {
     let c = Config::from_yaml("discovery:\n  kubernetes:\n    port: web\n", "c.yaml").unwrap();
     assert!(c.validate().is_empty(), "{:?}", c.validate());
 }
+
+fn auth_problems(auth: &str) -> Vec<String> {
+    match Config::from_yaml(&format!("{}{auth}", minimal()), "c.yaml") {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn jwt_auth_is_validated() {
+    let good = "auth:\n  mode: jwt\n  jwt:\n    issuer: https://issuer.example\n    audiences: [proxy]\n    jwks_url: https://issuer.example/jwks\n";
+    assert_eq!(auth_problems(good), Vec::<String>::new());
+    let file = "auth:\n  mode: jwt\n  jwt: { issuer: i, audiences: [proxy], jwks_file: /etc/jwks.json, tenant_claim: kubernetes.io.namespace }\n";
+    assert_eq!(auth_problems(file), Vec::<String>::new());
+
+    let p = auth_problems("auth:\n  mode: jwt\n  jwt: { tenant_claim: \"\" }\n").join("\n");
+    for expected in [
+        "auth.jwt.issuer: required",
+        "auth.jwt.audiences: list at least one",
+        "auth.jwt.tenant_claim: must not be empty",
+        "auth.jwt: set exactly one of jwks_file or jwks_url",
+    ] {
+        assert!(p.contains(expected), "{expected:?} missing from\n{p}");
+    }
+    let both = "auth:\n  mode: jwt\n  jwt: { issuer: i, audiences: [a], jwks_file: /j, jwks_url: https://x/j }\n";
+    assert_eq!(
+        auth_problems(both),
+        vec!["auth.jwt: set exactly one of jwks_file or jwks_url".to_string()]
+    );
+    let bad_url = "auth:\n  mode: jwt\n  jwt: { issuer: i, audiences: [\"\"], jwks_url: ftp://x/j, jwks_refresh: 0s }\n";
+    let p = auth_problems(bad_url).join("\n");
+    assert!(
+        p.contains("auth.jwt.jwks_url: \"ftp://x/j\" is not an http"),
+        "{p}"
+    );
+    assert!(
+        p.contains("auth.jwt.audiences[0]: must not be empty"),
+        "{p}"
+    );
+    assert!(
+        p.contains("auth.jwt.jwks_refresh: must be greater than 0"),
+        "{p}"
+    );
+    // The section is only checked in its mode.
+    assert!(auth_problems("auth:\n  mode: header\n  jwt: { issuer: \"\" }\n").is_empty());
+}
+
+#[test]
+fn kubernetes_auth_is_validated() {
+    let good = "auth:\n  mode: kubernetes\n  kubernetes:\n    audiences: [proxy]\n    cache_ttl: 30s\n    access_review: { verb: get, group: observability.ethos.io, resource: metrics }\n";
+    assert_eq!(auth_problems(good), Vec::<String>::new());
+    assert!(auth_problems("auth: { mode: kubernetes }\n").is_empty());
+    let bad = "auth:\n  mode: kubernetes\n  kubernetes:\n    audiences: [\"\"]\n    cache_ttl: 0s\n    access_review: { verb: \"\", resource: \" \" }\n";
+    let p = auth_problems(bad);
+    assert_eq!(p.len(), 4, "{p:?}");
+    let p = p.join("\n");
+    for expected in [
+        "auth.kubernetes.cache_ttl: must be greater than 0",
+        "auth.kubernetes.audiences[0]: must not be empty",
+        "auth.kubernetes.access_review.verb: must not be empty",
+        "auth.kubernetes.access_review.resource: must not be empty",
+    ] {
+        assert!(p.contains(expected), "{expected:?} missing from\n{p}");
+    }
+}

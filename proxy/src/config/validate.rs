@@ -143,6 +143,7 @@ impl Config {
                 )),
             }
         }
+        p.extend(self.token_auth_problems());
         if self.auth.header.query_param.as_deref() == Some("") {
             p.push("auth.header.query_param: must not be empty; use null to disable it".into());
         }
@@ -178,6 +179,70 @@ impl Config {
             if k.resource_types.is_empty() {
                 p.push("discovery.kubernetes.resource_types: list at least one (Pod, Service, Endpoints, EndpointSlice)".into());
             }
+        }
+        p
+    }
+}
+
+impl Config {
+    /// `auth.kubernetes` / `auth.jwt`, checked when their mode is the one in use.
+    fn token_auth_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match self.auth.mode {
+            AuthMode::Kubernetes => {
+                let k = &self.auth.kubernetes;
+                if k.cache_ttl.is_zero() {
+                    p.push("auth.kubernetes.cache_ttl: must be greater than 0 (every request would be a TokenReview)".into());
+                }
+                for (i, a) in k.audiences.iter().enumerate() {
+                    if a.trim().is_empty() {
+                        p.push(format!("auth.kubernetes.audiences[{i}]: must not be empty"));
+                    }
+                }
+                if let Some(r) = &k.access_review {
+                    if r.verb.trim().is_empty() {
+                        p.push(
+                            "auth.kubernetes.access_review.verb: must not be empty (e.g. get)"
+                                .into(),
+                        );
+                    }
+                    if r.resource.trim().is_empty() {
+                        p.push("auth.kubernetes.access_review.resource: must not be empty".into());
+                    }
+                }
+            }
+            AuthMode::Jwt => {
+                let j = &self.auth.jwt;
+                if j.issuer.trim().is_empty() {
+                    p.push("auth.jwt.issuer: required (the tokens' `iss`)".into());
+                }
+                if j.audiences.is_empty() {
+                    p.push("auth.jwt.audiences: list at least one (a token's `aud` must hold one of them)".into());
+                }
+                for (i, a) in j.audiences.iter().enumerate() {
+                    if a.trim().is_empty() {
+                        p.push(format!("auth.jwt.audiences[{i}]: must not be empty"));
+                    }
+                }
+                if j.tenant_claim.trim().is_empty() {
+                    p.push("auth.jwt.tenant_claim: must not be empty (the claim naming the tenant, e.g. namespace)".into());
+                }
+                match (&j.jwks_file, &j.jwks_url) {
+                    (Some(_), None) => {}
+                    (None, Some(url)) => {
+                        if !is_http_url(url) {
+                            p.push(format!(
+                                "auth.jwt.jwks_url: {url:?} is not an http:// or https:// URL"
+                            ));
+                        }
+                        if j.jwks_refresh.is_zero() {
+                            p.push("auth.jwt.jwks_refresh: must be greater than 0".into());
+                        }
+                    }
+                    _ => p.push("auth.jwt: set exactly one of jwks_file or jwks_url".into()),
+                }
+            }
+            AuthMode::Header | AuthMode::Bearer => {}
         }
         p
     }

@@ -12,7 +12,6 @@ use axum::routing::{get, post};
 
 use super::AppState;
 use super::params::Params;
-use crate::auth::AuthSettings;
 use crate::ingest::analytics::TopBy;
 use crate::telemetry::CodeLabels;
 
@@ -56,14 +55,15 @@ fn count(state: &AppState, status: StatusCode) {
 
 /// The sender's tenant: the bearer token's (auth mode bearer), else the `ingest.tenant_header`,
 /// else `ingest.default_tenant`.
-fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
+async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
     let runtime = state.runtime();
     let config = state.ingest().config();
-    let tenant = if matches!(runtime.settings.auth, AuthSettings::Bearer { .. }) {
+    let tenant = if runtime.auth.is_bearer() {
         runtime
             .auth
             .identify(headers, &Params::default())
-            .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?
+            .await
+            .map_err(|e| (e.to_api_error().status, e.to_string()))?
     } else {
         let mut values = headers.get_all(config.tenant_header.as_str()).iter();
         match (values.next(), values.next()) {
@@ -117,7 +117,7 @@ async fn write(
         ))
         .into_response();
     }
-    let tenant = match tenant(&state, &headers) {
+    let tenant = match tenant(&state, &headers).await {
         Ok(t) => t,
         Err((status, message)) => {
             count(&state, status);

@@ -54,8 +54,7 @@ impl Runtime {
         metrics: Arc<Metrics>,
         kube: Option<&kube::Client>,
     ) -> anyhow::Result<Runtime> {
-        let _ = kube;
-        let auth = Authenticator::new(&settings.auth)?;
+        let auth = Authenticator::new(&settings.auth, kube)?;
         let backends = Arc::new(BackendPool::new(settings.backends.clone(), metrics)?);
         Ok(Runtime::from_parts(settings, auth, backends))
     }
@@ -297,17 +296,21 @@ impl AppState {
     }
 
     /// Authenticate the request and find its tenant in the store.
-    pub(crate) fn resolve_tenant(
+    pub(crate) async fn resolve_tenant(
         &self,
         runtime: &Runtime,
         headers: &HeaderMap,
         params: &Params,
     ) -> Result<Arc<Tenant>, Refusal> {
         let metrics = &self.inner.metrics;
-        let namespace = runtime.auth.identify(headers, params).map_err(|error| {
-            Metrics::inc_reason(&metrics.auth_failures, error.reason());
-            Refusal::Auth(error)
-        })?;
+        let namespace = runtime
+            .auth
+            .identify(headers, params)
+            .await
+            .map_err(|error| {
+                Metrics::inc_reason(&metrics.auth_failures, error.reason());
+                Refusal::Auth(error)
+            })?;
         let Some(tenant) = self.inner.tenants.get(&namespace) else {
             Metrics::inc_reason(&metrics.auth_failures, "unknown_tenant");
             let shown: String = namespace.chars().take(63).collect();

@@ -69,7 +69,9 @@ pub(crate) async fn prepare(state: &AppState, request: Request) -> Result<Prepar
             Metrics::inc_reason(&state.metrics().bad_requests, error.reason());
             ApiError::from(error)
         })?;
-    let tenant = state.resolve_tenant(&runtime, &parts.headers, &params)?;
+    let tenant = state
+        .resolve_tenant(&runtime, &parts.headers, &params)
+        .await?;
     Ok(Prepared {
         runtime,
         tenant,

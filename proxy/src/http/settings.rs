@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::auth::jwt::{JwksSource, JwtSettings};
+use crate::auth::kubernetes::{AccessReviewSettings, KubernetesSettings};
 use crate::auth::{AuthSettings, TokenSetting, TokenSource};
 use crate::backend::{BackendSettings, GroupSettings};
 use crate::config::{AuthMode, Config, RemoteWriteConfig, TenantSourceKind};
@@ -38,8 +40,8 @@ pub struct RuntimeSettings {
 /// A config the HTTP layer can't run with (beyond what `Config` validation catches).
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("auth.mode {0}: not implemented yet")]
-    AuthModeNotBuilt(&'static str),
+    #[error("auth.jwt: set exactly one of jwks_file or jwks_url")]
+    JwksSource,
     #[error("auth.bearer.tokens[{0}]: set exactly one of sha256 or token_file")]
     TokenSource(usize),
 }
@@ -72,8 +74,34 @@ impl RuntimeSettings {
                 }
                 AuthSettings::Bearer { tokens }
             }
-            AuthMode::Kubernetes => return Err(SettingsError::AuthModeNotBuilt("kubernetes")),
-            AuthMode::Jwt => return Err(SettingsError::AuthModeNotBuilt("jwt")),
+            AuthMode::Kubernetes => {
+                let k = &config.auth.kubernetes;
+                AuthSettings::Kubernetes(KubernetesSettings {
+                    audiences: k.audiences.clone(),
+                    cache_ttl: k.cache_ttl,
+                    access_review: k.access_review.as_ref().map(|a| AccessReviewSettings {
+                        verb: a.verb.clone(),
+                        group: a.group.clone(),
+                        resource: a.resource.clone(),
+                    }),
+                })
+            }
+            AuthMode::Jwt => {
+                let j = &config.auth.jwt;
+                let jwks = match (&j.jwks_file, &j.jwks_url) {
+                    (Some(file), None) => JwksSource::File(file.clone()),
+                    (None, Some(url)) => JwksSource::Url(url.clone()),
+                    _ => return Err(SettingsError::JwksSource),
+                };
+                AuthSettings::Jwt(JwtSettings {
+                    issuer: j.issuer.clone(),
+                    audiences: j.audiences.clone(),
+                    tenant_claim: j.tenant_claim.clone(),
+                    jwks,
+                    jwks_refresh: j.jwks_refresh,
+                    leeway: j.leeway,
+                })
+            }
         };
         let backends = BackendSettings {
             groups: config
@@ -141,5 +169,41 @@ auth:
             panic!("bearer expected");
         };
         assert_eq!(tokens[1].source, TokenSource::File("/run/b.token".into()));
+    }
+
+    #[test]
+    fn converts_token_auth_modes() {
+        let base = "tenants: { directory: /srv/tenants }\nbackends: { groups: [{ name: infra, members: [\"http://a:9090\"] }] }\n";
+        let k8s = Config::from_yaml(
+            &format!("{base}auth:\n  mode: kubernetes\n  kubernetes: {{ audiences: [proxy], cache_ttl: 10s, access_review: {{ verb: get, resource: metrics }} }}\n"),
+            "test",
+        )
+        .unwrap();
+        let AuthSettings::Kubernetes(k) = RuntimeSettings::from_config(&k8s).unwrap().auth else {
+            panic!("kubernetes expected");
+        };
+        assert_eq!(k.audiences, vec!["proxy".to_string()]);
+        assert_eq!(k.cache_ttl.as_secs(), 10);
+        let review = k.access_review.unwrap();
+        assert_eq!(
+            (
+                review.verb.as_str(),
+                review.group.as_str(),
+                review.resource.as_str()
+            ),
+            ("get", "", "metrics")
+        );
+
+        let jwt = Config::from_yaml(
+            &format!("{base}auth:\n  mode: jwt\n  jwt: {{ issuer: i, audiences: [a], jwks_url: \"https://i/jwks\", leeway: 1s }}\n"),
+            "test",
+        )
+        .unwrap();
+        let AuthSettings::Jwt(j) = RuntimeSettings::from_config(&jwt).unwrap().auth else {
+            panic!("jwt expected");
+        };
+        assert_eq!(j.jwks, JwksSource::Url("https://i/jwks".into()));
+        assert_eq!(j.tenant_claim, "namespace");
+        assert_eq!(j.leeway.as_secs(), 1);
     }
 }

@@ -221,3 +221,40 @@ async fn metrics_can_be_disabled() {
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert!(answer.body.contains("enable_metrics"));
 }
+
+fn kubernetes_auth() -> AuthSettings {
+    AuthSettings::Kubernetes(crate::auth::kubernetes::KubernetesSettings {
+        audiences: vec![],
+        cache_ttl: Duration::from_secs(60),
+        access_review: None,
+    })
+}
+
+#[tokio::test]
+async fn simulated_kubernetes_auth_outage_is_503_never_a_pass() {
+    let upstream = FakeUpstream::start().await;
+    let tenants = Arc::new(TenantStore::new());
+    tenants.replace(snapshot());
+    let settings = || settings(vec![upstream.url.clone()], kubernetes_auth());
+    let error = AppState::from_settings(settings(), tenants.clone(), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("auth.mode kubernetes needs the Kubernetes API"),
+        "{error}"
+    );
+    let closed = crate::k8s::client_for("http://127.0.0.1:1").unwrap();
+    let state = AppState::from_settings_with_kube(settings(), tenants, None, Some(closed)).unwrap();
+    let request = Request::get("/api/v1/query?query=up")
+        .header("Authorization", "Bearer some-token")
+        .body(Body::empty())
+        .unwrap();
+    let answer = call(api_router(state.clone()), request).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.json()["errorType"], "unavailable");
+    assert!(!answer.body.contains("some-token"), "{}", answer.body);
+    assert!(upstream.take().is_empty());
+    let metrics = state.metrics().encode();
+    assert!(metrics.contains("pmtp_auth_failures_total{reason=\"unavailable\"} 1"));
+}
