@@ -2,6 +2,7 @@
 //! need (Prometheus, Pushgateway), running the test suite with them, and running a local lab
 //! (workload + two infra Prometheus + the proxy) as detached processes.
 
+mod crd;
 mod http;
 mod lab;
 mod pidfile;
@@ -39,6 +40,9 @@ enum Cmd {
     Down,
     /// Show each lab process: pid, alive, ready, URL. Exits 1 if one is dead or not ready.
     Status,
+    /// Regenerate kustomize/base/metricaccess-crd.yaml from the Rust types (`--check`: exit 1
+    /// when it is stale).
+    Crd(crd::CrdArgs),
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Cmd::Up(args) => lab::up(&root, &args).map(|_| 0),
         Cmd::Down => lab::down(&root).map(|_| 0),
         Cmd::Status => lab::status(&root).map(|_| 0),
+        Cmd::Crd(args) => crd::run(&root, &args),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
