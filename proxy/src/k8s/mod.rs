@@ -11,6 +11,7 @@
 //! ([`simulated`], wiremock), not a cluster.
 
 pub mod secrets;
+pub mod shard;
 
 #[cfg(test)]
 pub mod simulated;
