@@ -39,7 +39,19 @@ pub trait Inputs: Send + Sync + 'static {
     fn kube_secrets(&self) -> Option<Arc<crate::k8s::secrets::KubeSecrets>> {
         None
     }
+    /// Whether this replica collects the CR `namespace/name` (`k8s::shard`); every CR when
+    /// there is no sharding.
+    fn owns(&self, _namespace: &str, _name: &str) -> bool {
+        true
+    }
+    /// Moves whenever [`Inputs::owns`] may answer differently: the jobs are reconciled again.
+    fn ownership_version(&self) -> u64 {
+        0
+    }
 }
+
+/// What the jobs were last reconciled with: tenants, settings, ownership version.
+type Reconciled = (Arc<TenantSnapshot>, Arc<RemoteWriteConfig>, u64);
 
 /// Runs one [`Job`] per enabled CR, restarting a job when its CR or the settings change.
 pub struct Collector {
@@ -48,10 +60,10 @@ pub struct Collector {
     metrics: Arc<Metrics>,
     client: reqwest::Client,
     jobs: Mutex<BTreeMap<(String, String), Job>>,
-    /// The tenant snapshot and settings the jobs were last reconciled with: when neither was
-    /// replaced there is nothing to compare. Held (not just their addresses) so that a freed
-    /// snapshot's address can't come back as a new one.
-    reconciled: Mutex<Option<(Arc<TenantSnapshot>, Arc<RemoteWriteConfig>)>>,
+    /// The tenant snapshot, settings and ownership version the jobs were last reconciled
+    /// with: when none changed there is nothing to compare. The Arcs are held (not just their
+    /// addresses) so that a freed snapshot's address can't come back as a new one.
+    reconciled: Mutex<Option<Reconciled>>,
     loop_task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -95,38 +107,32 @@ impl Collector {
         collector
     }
 
-    /// Bring the jobs in line with the store and the settings: start new ones, restart changed
-    /// ones (continuing from where the old one stopped reading), stop removed ones.
+    /// Bring the jobs in line with the store, the settings and the CRs this replica owns: start
+    /// new ones, restart changed ones (continuing from where the old one stopped reading), stop
+    /// removed ones and ones that moved to another replica.
     pub fn reconcile(&self) {
         let config = self.inputs.config();
         let snapshot = self.tenants.snapshot();
+        // Read before `owns` is asked: a change that lands in between moves the version again
+        // and the next round reconciles once more.
+        let ownership = self.inputs.ownership_version();
         {
             let mut last = self
                 .reconciled
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if let Some((s, c)) = last.as_ref()
+            if let Some((s, c, o)) = last.as_ref()
                 && Arc::ptr_eq(s, &snapshot)
                 && Arc::ptr_eq(c, &config)
+                && *o == ownership
             {
                 return;
             }
-            *last = Some((snapshot.clone(), config.clone()));
+            *last = Some((snapshot.clone(), config.clone(), ownership));
         }
-        let mut desired: BTreeMap<(String, String), (Arc<AccessResource>, String)> =
-            BTreeMap::new();
-        if config.enabled {
-            for r in &snapshot.resources {
-                if r.spec.remote_write.as_ref().is_some_and(|rw| rw.enabled) {
-                    let fingerprint =
-                        serde_json::to_string(&(&r.spec, &r.policy, &*config)).unwrap_or_default();
-                    desired.insert(
-                        (r.namespace.clone(), r.name.clone()),
-                        (r.clone(), fingerprint),
-                    );
-                }
-            }
-        }
+        let desired = desired(&config, &snapshot.resources, |ns, name| {
+            self.inputs.owns(ns, name)
+        });
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let stale: Vec<(String, String)> = jobs
             .iter()
@@ -240,6 +246,31 @@ impl Collector {
     }
 }
 
+/// The jobs that should run: one per enabled CR this replica owns, with the fingerprint that
+/// restarts the job when its CR or the settings change.
+fn desired(
+    config: &Arc<RemoteWriteConfig>,
+    resources: &[Arc<AccessResource>],
+    owns: impl Fn(&str, &str) -> bool,
+) -> BTreeMap<(String, String), (Arc<AccessResource>, String)> {
+    let mut desired = BTreeMap::new();
+    if !config.enabled {
+        return desired;
+    }
+    for r in resources {
+        if r.spec.remote_write.as_ref().is_some_and(|rw| rw.enabled) && owns(&r.namespace, &r.name)
+        {
+            let fingerprint =
+                serde_json::to_string(&(&r.spec, &r.policy, &**config)).unwrap_or_default();
+            desired.insert(
+                (r.namespace.clone(), r.name.clone()),
+                (r.clone(), fingerprint),
+            );
+        }
+    }
+    desired
+}
+
 /// `check-config`'s view: one line per collecting CR with its endpoints, and warnings for
 /// targets that can't be resolved now (a missing Secret).
 pub fn describe(
@@ -306,3 +337,6 @@ impl Drop for Collector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

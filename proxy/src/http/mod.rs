@@ -34,6 +34,7 @@ use crate::collector::Collector;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::k8s::secrets::KubeSecrets;
+use crate::k8s::shard::{Shard, ShardSettings};
 use crate::telemetry::{Metrics, TenantLabels};
 use crate::tenant::{Tenant, TenantStore};
 use params::Params;
@@ -78,6 +79,7 @@ impl Runtime {
 struct CollectorInputs {
     runtime: Arc<ArcSwap<Runtime>>,
     kube_secrets: Option<Arc<KubeSecrets>>,
+    shard: Option<Arc<Shard>>,
 }
 
 impl crate::collector::Inputs for CollectorInputs {
@@ -90,6 +92,12 @@ impl crate::collector::Inputs for CollectorInputs {
     fn kube_secrets(&self) -> Option<Arc<KubeSecrets>> {
         self.kube_secrets.clone()
     }
+    fn owns(&self, namespace: &str, name: &str) -> bool {
+        self.shard.as_ref().is_none_or(|s| s.owns(namespace, name))
+    }
+    fn ownership_version(&self) -> u64 {
+        self.shard.as_ref().map_or(0, |s| s.version())
+    }
 }
 
 struct Shared {
@@ -101,6 +109,8 @@ struct Shared {
     config_path: Option<PathBuf>,
     /// The Kubernetes API client (Kubernetes mode); fixed for the process's life.
     kube: Option<kube::Client>,
+    /// This replica's share of the collection (`kubernetes.sharding`).
+    shard: Option<Arc<Shard>>,
     /// Serialises reloads (SIGHUP and POST /-/reload may race).
     reload_lock: tokio::sync::Mutex<()>,
     /// The running tenant source, restarted when a reload changes its directory.
@@ -186,11 +196,20 @@ impl AppState {
             ))),
             _ => None,
         };
+        let sharding = &runtime.load().settings.kubernetes.sharding;
+        let shard = match &kube {
+            Some(client) if sharding.enabled => Some(Shard::spawn(
+                client.clone(),
+                ShardSettings::resolve(sharding).map_err(|e| e.context("kubernetes.sharding"))?,
+            )),
+            _ => None,
+        };
         let collector = Collector::spawn(
             tenants.clone(),
             Arc::new(CollectorInputs {
                 runtime: runtime.clone(),
                 kube_secrets,
+                shard: shard.clone(),
             }),
             metrics.clone(),
         );
@@ -203,6 +222,7 @@ impl AppState {
                 metrics,
                 config_path,
                 kube,
+                shard,
                 reload_lock: tokio::sync::Mutex::new(()),
                 source: Mutex::new(None),
                 background: Mutex::new(Vec::new()),
@@ -235,6 +255,11 @@ impl AppState {
     /// The Kubernetes API client, in Kubernetes mode.
     pub fn kube(&self) -> Option<&kube::Client> {
         self.inner.kube.as_ref()
+    }
+
+    /// This replica's collector shard (`kubernetes.sharding.enabled`).
+    pub fn shard(&self) -> Option<&Arc<Shard>> {
+        self.inner.shard.as_ref()
     }
 
     pub fn config_path(&self) -> Option<&PathBuf> {

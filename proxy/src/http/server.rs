@@ -106,6 +106,10 @@ impl RunningProxy {
         if let Some(task) = self.sighup.take() {
             task.abort();
         }
+        // Hand this replica's CRs over at once rather than after the lease expires.
+        if let Some(shard) = self.state.shard() {
+            shard.stop().await;
+        }
         self.state.collector().shutdown().await;
         // The receiver stops with the listeners below; then the forwarding queues drain.
         let ingest = self.state.ingest().clone();

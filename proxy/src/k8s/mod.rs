@@ -13,6 +13,7 @@
 pub mod discovery;
 pub mod run;
 pub mod secrets;
+pub mod shard;
 pub mod status;
 pub mod tenants;
 

@@ -23,6 +23,7 @@ pub fn needs_api(config: &Config) -> bool {
 /// The status writer's view of the proxy.
 struct StatusView {
     collector: Arc<Collector>,
+    shard: Option<Arc<super::shard::Shard>>,
 }
 
 impl StatusInputs for StatusView {
@@ -32,8 +33,8 @@ impl StatusInputs for StatusView {
     fn collector_enabled(&self) -> bool {
         self.collector.enabled()
     }
-    fn owns(&self, _namespace: &str, _name: &str) -> bool {
-        true
+    fn owns(&self, namespace: &str, name: &str) -> bool {
+        self.shard.as_ref().is_none_or(|s| s.owns(namespace, name))
     }
 }
 
@@ -62,6 +63,7 @@ pub fn start(state: &AppState, tenants: &Arc<TenantStore>, config: &Config) {
     if settings.kubernetes.write_status {
         let view = Arc::new(StatusView {
             collector: state.collector().clone(),
+            shard: state.shard().cloned(),
         });
         let writer = super::status::spawn(
             client,
