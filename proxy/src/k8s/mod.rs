@@ -18,6 +18,8 @@ pub mod status;
 pub mod tenants;
 
 #[cfg(test)]
+mod rbac_tests;
+#[cfg(test)]
 pub mod simulated;
 #[cfg(test)]
 mod tests;
