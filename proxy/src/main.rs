@@ -245,6 +245,9 @@ fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
             group.members.join(", ")
         );
     }
+    for line in proxy::k8s::run::describe(&config) {
+        println!("  {line}");
+    }
     let (lines, warnings) = proxy::ingest::describe(&config.ingest);
     for line in lines {
         println!("{line}");

@@ -139,3 +139,30 @@ fn check_config_describes_the_collector_and_the_ingest_gateway_of_the_lab() {
         "the lab's rule files and dashboards parse:\n{stdout}"
     );
 }
+
+#[test]
+fn check_config_describes_kubernetes_mode_without_an_api_server() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/configs/kubernetes.yaml");
+    let out = binary()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "auth: kubernetes (TokenReview for audiences prometheus-multi-tenant-proxy",
+        "tenants: MetricAccess from the Kubernetes API in every namespace; status written",
+        "backends: discovered from Pod in monitoring, port web, grouped by label \"prometheus\"",
+        "collector sharding: Leases pmtp-collector-<identity> in $POD_NAMESPACE, lease 15s",
+    ] {
+        assert!(stdout.contains(needle), "{needle} not in:\n{stdout}");
+    }
+}

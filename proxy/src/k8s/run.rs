@@ -20,6 +20,47 @@ pub fn needs_api(config: &Config) -> bool {
         || config.kubernetes.sharding.enabled
 }
 
+/// `check-config`'s lines for Kubernetes mode (nothing is asked of the API server).
+pub fn describe(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if config.tenants.source == TenantSourceKind::Kubernetes {
+        let scope = if config.tenants.watch_all_namespaces {
+            "every namespace".to_string()
+        } else {
+            format!("namespaces {}", config.tenants.namespaces.join(", "))
+        };
+        out.push(format!(
+            "tenants: MetricAccess from the Kubernetes API in {scope}; status {}; Secrets from each CR's namespace",
+            if config.kubernetes.write_status { "written" } else { "not written" }
+        ));
+    }
+    if let Some(d) = &config.discovery.kubernetes {
+        let scope = if d.namespaces.is_empty() {
+            "every namespace".to_string()
+        } else {
+            d.namespaces.join(", ")
+        };
+        let types: Vec<String> = d.resource_types.iter().map(|t| format!("{t:?}")).collect();
+        out.push(format!(
+            "backends: discovered from {} in {scope}, port {}, grouped by label {:?}, resync every {:?}",
+            types.join(", "),
+            d.port,
+            d.group_by_label,
+            config.discovery.refresh_interval
+        ));
+    }
+    let s = &config.kubernetes.sharding;
+    if s.enabled {
+        out.push(format!(
+            "collector sharding: Leases {}-<identity> in {}, lease {:?}",
+            s.lease_prefix,
+            s.namespace.as_deref().unwrap_or("$POD_NAMESPACE"),
+            s.lease_duration
+        ));
+    }
+    out
+}
+
 /// The status writer's view of the proxy.
 struct StatusView {
     collector: Arc<Collector>,

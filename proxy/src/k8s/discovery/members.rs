@@ -85,8 +85,11 @@ impl Discovered {
     fn group(&self, group_by_label: &str) -> String {
         let labels = self.meta().labels.as_ref();
         let label = |key: &str| labels.and_then(|l| l.get(key)).filter(|v| !v.is_empty());
+        // Without the label, an Endpoints object is grouped by its own name (its Service's)
+        // and a slice by the Service it belongs to: one Service is one HA set.
         let fallback = match self {
-            Discovered::Endpoints(_) | Discovered::EndpointSlice(_) => label(SERVICE_NAME_LABEL),
+            Discovered::Endpoints(_) => self.meta().name.as_ref().filter(|n| !n.is_empty()),
+            Discovered::EndpointSlice(_) => label(SERVICE_NAME_LABEL),
             _ => None,
         };
         label(group_by_label)

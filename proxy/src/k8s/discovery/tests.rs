@@ -147,7 +147,7 @@ fn groups_are_sorted_deduplicated_and_the_read_group_comes_first() {
 }
 
 #[test]
-fn objects_without_the_group_label_go_to_default_and_slices_fall_back_to_the_service() {
+fn objects_without_the_group_label_go_to_default_endpoints_and_slices_to_their_service() {
     let config = KubernetesDiscovery {
         port: "9090".into(),
         ..KubernetesDiscovery::default()
@@ -162,14 +162,21 @@ fn objects_without_the_group_label_go_to_default_and_slices_fall_back_to_the_ser
         "endpoints": [{"addresses": ["10.0.0.2"]}],
         "ports": [{"port": 9090}],
     });
+    // Real Endpoints carry no service-name label: their own name is the Service's.
+    let endpoints = json!({
+        "metadata": {"namespace": "a", "name": "prom-infra"},
+        "subsets": [{"addresses": [{"ip": "10.0.0.3"}], "ports": [{"port": 9090}]}],
+    });
     let objects = vec![
         Discovered::Pod(Box::new(parse(unlabelled))),
         Discovered::EndpointSlice(Box::new(parse(slice))),
+        Discovered::Endpoints(Box::new(parse(endpoints))),
     ];
     assert_eq!(
         groups_from(&objects, &config),
         vec![
             group("default", &["http://10.0.0.1:9090"]),
+            group("prom-infra", &["http://10.0.0.3:9090"]),
             group("svc", &["http://10.0.0.2:9090"])
         ]
     );
