@@ -177,6 +177,36 @@ pub struct Metrics {
     pub bad_requests: Family<ReasonLabels, Counter>,
     pub collector: CollectorMetrics,
     pub ingest: IngestMetrics,
+    pub kubernetes: KubernetesMetrics,
+}
+
+/// Kubernetes mode's families (`pmtp_kubernetes_*`).
+#[derive(Debug, Default)]
+pub struct KubernetesMetrics {
+    /// Failed list/watch calls (the watcher backs off and retries), by watched resource.
+    pub watch_errors: Family<ResourceKindLabels, Counter>,
+    /// Status patches of MetricAccess resources, by result (ok, error).
+    pub status_patches: Family<ResultLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceKindLabels {
+    pub resource: String,
+}
+
+impl KubernetesMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "pmtp_kubernetes_watch_errors",
+            "Failed list/watch calls to the Kubernetes API, by resource (retried with backoff)",
+            self.watch_errors.clone(),
+        );
+        registry.register(
+            "pmtp_kubernetes_status_patches",
+            "MetricAccess status patches, by result (ok, error)",
+            self.status_patches.clone(),
+        );
+    }
 }
 
 /// The ingest gateway's families (`pmtp_ingest_*`).
@@ -381,10 +411,13 @@ impl Metrics {
         collector.register(&mut registry);
         let ingest = IngestMetrics::default();
         ingest.register(&mut registry);
+        let kubernetes = KubernetesMetrics::default();
+        kubernetes.register(&mut registry);
         Self {
             registry,
             collector,
             ingest,
+            kubernetes,
             http_requests,
             http_duration,
             backend_requests,

@@ -94,14 +94,26 @@ async fn debug_tenants(State(state): State<AppState>) -> Json<serde_json::Value>
             serde_json::json!({
                 "namespace": r.namespace,
                 "name": r.name,
+                // With sharding, another replica collects the CRs this one does not own.
+                "owned": state.shard().is_none_or(|s| s.owns(&r.namespace, &r.name)),
                 "state": status.as_ref().map(|s| s["state"].clone()),
                 "last_cycle": status.as_ref().map(|s| s["last_cycle"].clone()),
                 "last_error": status.as_ref().map(|s| s["last_error"].clone()),
             })
         })
         .collect();
+    let source = if state.runtime().settings.tenants_dir.is_some() {
+        "file"
+    } else {
+        "kubernetes"
+    };
+    let shard = state
+        .shard()
+        .map(|s| serde_json::json!({"identity": s.identity(), "members": s.members()}));
     Json(serde_json::json!({
         "loaded": snapshot.loaded,
+        "source": source,
+        "shard": shard,
         "tenants": tenants,
         "collectors": collectors,
         "invalid": snapshot.invalid,

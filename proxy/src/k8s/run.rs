@@ -99,6 +99,7 @@ pub fn start(state: &AppState, tenants: &Arc<TenantStore>, config: &Config) {
         client.clone(),
         settings.tenant_namespaces.clone(),
         tenants.clone(),
+        state.metrics().clone(),
     );
     state.set_tenant_source(watch);
     if settings.kubernetes.write_status {
@@ -112,6 +113,7 @@ pub fn start(state: &AppState, tenants: &Arc<TenantStore>, config: &Config) {
             tenants.clone(),
             view,
             settings.kubernetes.status_interval,
+            state.metrics().clone(),
         );
         state.add_background(writer);
     }

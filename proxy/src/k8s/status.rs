@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::tenants::{Key, Observed, ObservedCrs};
 use crate::collector::job::JobStatus;
+use crate::telemetry::{Metrics, ResultLabels};
 use crate::tenant::crd::{Condition, MetricAccessStatus};
 use crate::tenant::{MetricAccess, TenantStore};
 
@@ -179,6 +180,7 @@ pub fn spawn(
     tenants: Arc<TenantStore>,
     inputs: Arc<dyn StatusInputs>,
     interval: Duration,
+    metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_patch: BTreeMap<Key, Instant> = BTreeMap::new();
@@ -225,10 +227,17 @@ pub fn spawn(
                 }
                 let api: Api<MetricAccess> = Api::namespaced(client.clone(), ns);
                 let body = patch_body(&wanted);
-                match api
+                let result = api
                     .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
-                    .await
-                {
+                    .await;
+                metrics
+                    .kubernetes
+                    .status_patches
+                    .get_or_create(&ResultLabels {
+                        result: if result.is_ok() { "ok" } else { "error" }.into(),
+                    })
+                    .inc();
+                match result {
                     Ok(_) => {
                         last_patch.insert(key.clone(), Instant::now());
                         sent.insert(key.clone(), wanted);

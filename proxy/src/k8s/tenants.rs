@@ -17,6 +17,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
 
+use crate::telemetry::{Metrics, ResourceKindLabels};
 use crate::tenant::crd::MetricAccessStatus;
 use crate::tenant::source::{Loaded, build_snapshot, check_document};
 use crate::tenant::{InvalidResource, MetricAccess, TenantStore};
@@ -66,6 +67,7 @@ pub fn spawn(
     client: kube::Client,
     namespaces: Option<Vec<String>>,
     store: Arc<TenantStore>,
+    metrics: Arc<Metrics>,
 ) -> (Arc<ObservedCrs>, tokio::task::JoinHandle<()>) {
     let observed = Arc::new(ObservedCrs::default());
     let resource = ApiResource::erase::<MetricAccess>(&());
@@ -97,6 +99,13 @@ pub fn spawn(
                 Err(error) => {
                     // The watcher backs off and retries; the last known tenants stay in force.
                     tracing::warn!(%error, "MetricAccess watch failed; retrying");
+                    metrics
+                        .kubernetes
+                        .watch_errors
+                        .get_or_create(&ResourceKindLabels {
+                            resource: "metricaccesses".into(),
+                        })
+                        .inc();
                     continue;
                 }
             }

@@ -107,6 +107,18 @@ backends: { probe_interval: 100ms }
     })
     .await;
 
+    let debug: serde_json::Value = client
+        .get(format!("http://{}/debug/tenants", running.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(debug["source"], "kubernetes");
+    assert_eq!(debug["tenants"][0]["namespace"], "team-a");
+    assert!(debug["invalid"].as_array().unwrap().is_empty(), "{debug}");
+
     // Deleting the CR removes the tenant's access.
     api.delete(METRIC_ACCESS, "team-a", "app");
     eventually("team-a denied", async || {

@@ -234,13 +234,16 @@ async fn simulated_status_patches_without_hot_loop() {
         .unwrap()
         .insert(("team-a".into(), "app".into()), job("ok", None));
     let store = Arc::new(TenantStore::new());
-    let (observed, watch) = crate::k8s::tenants::spawn(api.client(), None, store.clone());
+    let metrics = Arc::new(crate::telemetry::Metrics::new());
+    let (observed, watch) =
+        crate::k8s::tenants::spawn(api.client(), None, store.clone(), metrics.clone());
     let writer = spawn(
         api.client(),
         observed,
         store,
         inputs.clone(),
         Duration::from_secs(3600),
+        metrics.clone(),
     );
 
     wait_for("both statuses written", async || {
@@ -281,6 +284,11 @@ async fn simulated_status_patches_without_hot_loop() {
     assert!(
         status_patches(&r, "team-c", "elsewhere").is_empty(),
         "wrote the status of a CR another replica owns"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains("pmtp_kubernetes_status_patches_total{result=\"ok\"} 2"),
+        "{text}"
     );
 
     // The collector starts failing: one patch with the error.

@@ -9,6 +9,10 @@ use super::spawn;
 use crate::k8s::simulated::{METRIC_ACCESS, SimulatedApiServer};
 use crate::tenant::{TenantSnapshot, TenantStore};
 
+fn metrics() -> Arc<crate::telemetry::Metrics> {
+    Arc::new(crate::telemetry::Metrics::new())
+}
+
 fn cr(ns: &str, name: &str, metrics: &[&str]) -> Value {
     json!({
         "metadata": {"namespace": ns, "name": name},
@@ -49,7 +53,7 @@ async fn simulated_tenants_appear_change_and_disappear() {
     // Invalid: a metric pattern that does not parse.
     api.apply(METRIC_ACCESS, cr("team-c", "broken", &["{job="]));
     let store = Arc::new(TenantStore::new());
-    let (observed, task) = spawn(api.client(), None, store.clone());
+    let (observed, task) = spawn(api.client(), None, store.clone(), metrics());
 
     until(&store, "initial list", |s| {
         s.loaded && s.tenants.len() == 2 && s.invalid.len() == 1
@@ -112,7 +116,8 @@ async fn simulated_relists_after_410_and_survives_errors() {
     let api = SimulatedApiServer::start(&[METRIC_ACCESS]).await;
     api.apply(METRIC_ACCESS, cr("team-a", "app", &["up"]));
     let store = Arc::new(TenantStore::new());
-    let (_observed, task) = spawn(api.client(), None, store.clone());
+    let m = metrics();
+    let (_observed, task) = spawn(api.client(), None, store.clone(), m.clone());
     until(&store, "initial list", |s| s.tenants.contains_key("team-a")).await;
 
     // Changes made while the event log is compacted are only seen by a re-list after the
@@ -143,6 +148,16 @@ async fn simulated_relists_after_410_and_survives_errors() {
         s.tenants.contains_key("team-b") && s.tenants.contains_key("team-c")
     })
     .await;
+    // Each failure is counted (the 410 and the two 500s).
+    let text = m.encode();
+    let errors: u64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("pmtp_kubernetes_watch_errors_total{resource=\"metricaccesses\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(errors >= 2, "watch errors not counted:\n{text}");
     task.abort();
 }
 
@@ -157,6 +172,7 @@ async fn simulated_listed_namespaces_only() {
         api.client(),
         Some(vec!["team-a".into(), "team-c".into()]),
         store.clone(),
+        metrics(),
     );
     until(&store, "two namespaces listed", |s| {
         s.loaded && s.tenants.len() == 2
@@ -179,7 +195,7 @@ async fn simulated_listed_namespaces_only() {
 async fn not_loaded_until_the_api_server_answers() {
     let store = Arc::new(TenantStore::new());
     let client = crate::k8s::client_for("http://127.0.0.1:1").unwrap();
-    let (_observed, task) = spawn(client, None, store.clone());
+    let (_observed, task) = spawn(client, None, store.clone(), metrics());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!store.snapshot().loaded, "ready without ever listing");
     task.abort();
