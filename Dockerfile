@@ -21,7 +21,7 @@ LABEL org.opencontainers.image.title="prometheus-multi-tenant-proxy" \
       org.opencontainers.image.source="https://github.com/ethos/prometheus-multi-tenant-proxy" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/prometheus-multi-tenant-proxy /usr/local/bin/prometheus-multi-tenant-proxy
-COPY fixtures/configs/kubernetes.yaml /etc/prometheus-multi-tenant-proxy/config.yaml
+COPY kustomize/base/config/config.yaml /etc/prometheus-multi-tenant-proxy/config.yaml
 ENV PMTP_CONFIG=/etc/prometheus-multi-tenant-proxy/config.yaml
 USER 65534:65534
 # 8080: tenant API (/api/v1/..., POST /api/v1/write); 9091: admin (/metrics, /health, /ready).

@@ -143,7 +143,7 @@ fn check_config_describes_the_collector_and_the_ingest_gateway_of_the_lab() {
 #[test]
 fn check_config_describes_kubernetes_mode_without_an_api_server() {
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/configs/kubernetes.yaml");
+        .join("../kustomize/base/config/config.yaml");
     let out = binary()
         .arg("--config")
         .arg(&config)
@@ -165,4 +165,32 @@ fn check_config_describes_kubernetes_mode_without_an_api_server() {
     ] {
         assert!(stdout.contains(needle), "{needle} not in:\n{stdout}");
     }
+}
+
+/// What the overlays deploy must be a config the proxy accepts.
+#[test]
+fn every_overlay_config_passes_check_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kustomize/overlays");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let config = entry.unwrap().path().join("config.yaml");
+        if !config.exists() {
+            continue;
+        }
+        let out = binary()
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}:\n{}{}",
+            config.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "expected the kind, stage and prod configs, checked {checked}");
 }
