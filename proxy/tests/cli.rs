@@ -192,5 +192,8 @@ fn every_overlay_config_passes_check_config() {
         );
         checked += 1;
     }
-    assert!(checked >= 3, "expected the kind, stage and prod configs, checked {checked}");
+    assert!(
+        checked >= 3,
+        "expected the kind, stage and prod configs, checked {checked}"
+    );
 }

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::config::Config;
 use crate::k8s::simulated::{
     ENDPOINT_SLICE, ENDPOINTS, LEASE, METRIC_ACCESS, POD, Recorded, SECRET, SERVICE,
     SimulatedApiServer,
@@ -141,9 +140,9 @@ async fn simulated_rbac_manifest_grants_exactly_what_the_code_calls() {
             "remoteWrite": {"url": "http://127.0.0.1:1/api/v1/write",
                 "basicAuth": {"username": "u", "passwordSecret": {"name": "rw", "key": "password"}}}}},
     }));
-    let config = Config::from_yaml(
+    let running = super::tests::start_proxy(
+        &api,
         r#"
-server: { listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0" }
 tenants: { source: kubernetes }
 discovery:
   kubernetes:
@@ -158,16 +157,8 @@ remote_write: { enabled: true, collection_interval: 5s }
 kubernetes:
   sharding: { enabled: true, identity: r0, namespace: monitoring, lease_duration: 1s }
 "#,
-        "test",
     )
-    .unwrap();
-    let options = crate::http::StartOptions {
-        kube_client: Some(api.client()),
-        ..Default::default()
-    };
-    let running = crate::http::start_with(config, None, options)
-        .await
-        .unwrap();
+    .await;
 
     // A tenant request: TokenReview, then SubjectAccessReview.
     let answer = reqwest::Client::new()

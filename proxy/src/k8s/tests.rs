@@ -17,6 +17,20 @@ fn pod(ns: &str, name: &str, port: u16, ready: bool) -> serde_json::Value {
     })
 }
 
+/// The whole proxy on loopback ports, in the Kubernetes mode `yaml` describes, talking to
+/// `api`.
+pub(super) async fn start_proxy(api: &SimulatedApiServer, yaml: &str) -> crate::http::RunningProxy {
+    let listeners = "server: { listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\" }\n";
+    let config = Config::from_yaml(&format!("{listeners}{yaml}"), "test").unwrap();
+    let options = crate::http::StartOptions {
+        kube_client: Some(api.client()),
+        ..Default::default()
+    };
+    crate::http::start_with(config, None, options)
+        .await
+        .unwrap()
+}
+
 async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -44,9 +58,9 @@ async fn simulated_kubernetes_mode_end_to_end() {
             "spec": {"metricIsolation": true, "metrics": ["http_requests_total"]},
         }),
     );
-    let config = Config::from_yaml(
+    let running = start_proxy(
+        &api,
         r#"
-server: { listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0" }
 tenants: { source: kubernetes }
 discovery:
   kubernetes:
@@ -56,16 +70,8 @@ discovery:
     resource_types: [Pod]
 backends: { probe_interval: 100ms }
 "#,
-        "test",
     )
-    .unwrap();
-    let options = crate::http::StartOptions {
-        kube_client: Some(api.client()),
-        ..Default::default()
-    };
-    let running = crate::http::start_with(config, None, options)
-        .await
-        .unwrap();
+    .await;
     let client = reqwest::Client::new();
     let query = |tenant: &'static str| {
         client
