@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer tasks for this workspace — installing the external tools the tests
 //! need (Prometheus, Pushgateway), running the test suite with them, and running a local lab
-//! (workload + two infra Prometheus + the proxy) as detached processes.
+//! (workload + two infra Prometheus + the proxy) as detached processes, and the offline
+//! manifest validation.
 
 mod crd;
 mod http;
@@ -10,6 +11,7 @@ mod procs;
 mod render;
 mod test_cmd;
 mod tools;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +45,10 @@ enum Cmd {
     /// Regenerate kustomize/base/metricaccess-crd.yaml from the Rust types (`--check`: exit 1
     /// when it is stale).
     Crd(crd::CrdArgs),
+    /// Offline manifest checks: render every kustomization (kustomize/, gitops/), parse every
+    /// object as its Kubernetes type, MetricAccess against the CRD schema, ArgoCD paths,
+    /// image tags, resources and securityContext. Needs kubectl.
+    Validate,
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         Cmd::Down => lab::down(&root).map(|_| 0),
         Cmd::Status => lab::status(&root).map(|_| 0),
         Cmd::Crd(args) => crd::run(&root, &args),
+        Cmd::Validate => validate::run(&root),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
