@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::http;
+use crate::kind;
 use crate::pidfile::{self, PidFile};
 use crate::procs::{self, Spec, Started, StopOutcome};
 use crate::render::{self, DEFAULT_BASE_PORT};
@@ -30,6 +31,28 @@ pub struct UpArgs {
     pub base_port: u16,
     /// Print what would be started (commands, ports, files), start nothing.
     #[arg(long)]
+    pub dry_run: bool,
+    /// The Kubernetes lab instead: kind clusters, ArgoCD, the GitOps apps (xtask/src/kind.rs).
+    /// Needs Docker, kind >= 0.23, kubectl and internet.
+    #[arg(long)]
+    pub kind: bool,
+    /// With --kind: no control cluster and no ArgoCD; apply kustomize/overlays/kind and
+    /// gitops/tenants/* to the monitoring cluster directly.
+    #[arg(long, requires = "kind")]
+    pub no_argocd: bool,
+    /// With --kind: the workload clusters to create (monitoring is required).
+    #[arg(long, requires = "kind", value_delimiter = ',', value_enum)]
+    pub clusters: Vec<crate::kind::Role>,
+}
+
+/// Arguments of `cargo xtask down`.
+#[derive(clap::Args, Debug)]
+pub struct DownArgs {
+    /// Delete the kind lab's clusters instead of stopping the local processes.
+    #[arg(long)]
+    pub kind: bool,
+    /// With --kind: print the commands, run nothing.
+    #[arg(long, requires = "kind")]
     pub dry_run: bool,
 }
 
@@ -217,6 +240,10 @@ fn name_of(pidfile: &Path) -> String {
 
 /// `cargo xtask up`.
 pub fn up(root: &Path, args: &UpArgs) -> anyhow::Result<()> {
+    if args.kind {
+        let opts = kind::UpOpts::new(&args.clusters, !args.no_argocd, kind::tenant_dirs(root)?)?;
+        return kind::up(root, &opts, args.dry_run);
+    }
     render::check_base_port(args.base_port)?;
     let ports = Ports::from_base(args.base_port);
     let config = proxy_config_path(root, args.base_port);
@@ -543,7 +570,10 @@ fn print_summary(lab: &Path, ports: &Ports, started: &[Started]) {
 }
 
 /// `cargo xtask down`.
-pub fn down(root: &Path) -> anyhow::Result<()> {
+pub fn down(root: &Path, args: &DownArgs) -> anyhow::Result<()> {
+    if args.kind {
+        return kind::down(root, args.dry_run);
+    }
     let files = pidfile::list(&lab_dir(root))?;
     if files.is_empty() {
         println!(

@@ -1,15 +1,18 @@
 //! `cargo xtask`: developer tasks for this workspace — installing the external tools the tests
 //! need (Prometheus, Pushgateway), running the test suite with them, and running a local lab
-//! (workload + two infra Prometheus + the proxy) as detached processes.
+//! (workload + two infra Prometheus + the proxy) as detached processes, the Kubernetes lab on
+//! kind, and the offline manifest validation.
 
 mod crd;
 mod http;
+mod kind;
 mod lab;
 mod pidfile;
 mod procs;
 mod render;
 mod test_cmd;
 mod tools;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,13 +39,29 @@ enum Cmd {
     Test(test_cmd::TestArgs),
     /// Start the local lab (workload, infra Prometheus ×2, proxy) detached and wait until it works.
     Up(lab::UpArgs),
-    /// Stop every lab process (SIGTERM, then SIGKILL after 10s) and remove the pidfiles.
-    Down,
+    /// Stop every lab process (SIGTERM, then SIGKILL after 10s) and remove the pidfiles
+    /// (`--kind`: delete the kind clusters).
+    Down(lab::DownArgs),
     /// Show each lab process: pid, alive, ready, URL. Exits 1 if one is dead or not ready.
     Status,
     /// Regenerate kustomize/base/metricaccess-crd.yaml from the Rust types (`--check`: exit 1
     /// when it is stale).
     Crd(crd::CrdArgs),
+    /// Run the e2e suite against the kind lab (`--kind`): port-forwards the proxy and the infra
+    /// Prometheus of the monitoring cluster, then `cargo test -p e2e` with PMTP_E2E_KIND=1.
+    E2e(kind::E2eArgs),
+    /// Offline manifest checks: render every kustomization (kustomize/, gitops/), parse every
+    /// object as its Kubernetes type, MetricAccess against the CRD schema, ArgoCD paths,
+    /// image tags, resources and securityContext. Needs kubectl.
+    Validate,
+    /// Write the ArgoCD cluster Secret for a kind cluster from `kind get kubeconfig
+    /// --internal` output (a step of `cargo xtask up --kind`).
+    #[command(hide = true)]
+    KindSecret {
+        role: String,
+        kubeconfig: PathBuf,
+        out: PathBuf,
+    },
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -58,9 +77,16 @@ fn main() -> ExitCode {
         Cmd::Tools(args) => tools::run(&root, &args).map(|_| 0),
         Cmd::Test(args) => test_cmd::run(&root, &args),
         Cmd::Up(args) => lab::up(&root, &args).map(|_| 0),
-        Cmd::Down => lab::down(&root).map(|_| 0),
+        Cmd::Down(args) => lab::down(&root, &args).map(|_| 0),
         Cmd::Status => lab::status(&root).map(|_| 0),
         Cmd::Crd(args) => crd::run(&root, &args),
+        Cmd::E2e(args) => kind::e2e(&root, &args).map(|_| 0),
+        Cmd::Validate => validate::run(&root),
+        Cmd::KindSecret {
+            role,
+            kubeconfig,
+            out,
+        } => kind::write_secret(&role, &root.join(kubeconfig), &root.join(out)).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
