@@ -6,9 +6,9 @@
 //! kubeconfig into an ArgoCD cluster Secret.
 //!
 //! Cluster layout (kind cluster `pmtp-<role>`, kubectl context `kind-pmtp-<role>`):
-//! - `control` (only with ArgoCD): ArgoCD, which syncs the app-of-apps root
-//!   `argocd/roots/<role>.yaml` of every other role, the clusters being registered as ArgoCD
-//!   cluster Secrets named after their role (server: the node container's name on the `kind`
+//! - `control` (only with ArgoCD): ArgoCD, bootstrapped with `argocd/` (the AppProject and
+//!   the app-of-apps root of every role), the clusters being registered as ArgoCD cluster
+//!   Secrets named after their role (server: the node container's name on the `kind`
 //!   Docker network, from `kind get kubeconfig --internal`);
 //! - `monitoring`: the proxy, the infrastructure Prometheus, the tenants;
 //! - `stage`, `prod`: workload clusters.
@@ -43,7 +43,7 @@ pub const PROXY: &str = "prometheus-multi-tenant-proxy";
 /// The proxy Service's API port.
 pub const PROXY_PORT: u16 = 8080;
 /// The infrastructure Prometheus Service (component infra-prometheus) and its port.
-pub const INFRA_PROMETHEUS: &str = "infra-prometheus";
+pub const INFRA_PROMETHEUS: &str = "prometheus-infra";
 pub const INFRA_PROMETHEUS_PORT: u16 = 9090;
 /// Local ports of the port-forwards (away from the loopback lab's 19080..19131).
 pub const LOCAL_PROXY_PORT: u16 = 28080;

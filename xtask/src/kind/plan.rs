@@ -54,12 +54,10 @@ pub fn plan_up(opts: &UpOpts) -> Vec<Step> {
         ));
     }
     if opts.argocd {
-        for r in &opts.roles {
-            steps.push(exists(
-                &format!("argocd/roots/{}.yaml", r.name()),
-                &format!("app-of-apps root of role {}", r.name()),
-            ));
-        }
+        steps.push(exists(
+            "argocd/kustomization.yaml",
+            "the ArgoCD bootstrap (AppProject and one app-of-apps root per cluster role)",
+        ));
     } else {
         steps.push(exists("kustomize/overlays/kind", "the kind overlay"));
     }
@@ -190,14 +188,13 @@ fn argocd_steps(opts: &UpOpts) -> Vec<Step> {
             format!("register cluster {role} with ArgoCD"),
         ));
     }
-    for r in &opts.roles {
-        let root = format!("argocd/roots/{}.yaml", r.name());
-        steps.push(Step::kubectl(
-            &ctl,
-            &["-n", "argocd", "apply", "-f", &root],
-            format!("app-of-apps of role {}", r.name()),
-        ));
-    }
+    // The AppProject and the roots; root-control brings the ApplicationSets, which pick each
+    // registered cluster's overlay by its `env` label.
+    steps.push(Step::kubectl(
+        &ctl,
+        &["-n", "argocd", "apply", "-k", "argocd"],
+        "the AppProject and the app-of-apps roots (argocd/)".to_string(),
+    ));
     steps
 }
 

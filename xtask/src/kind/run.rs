@@ -17,7 +17,7 @@ pub const INSTALL_HINT: &str = "the kind lab needs Docker Engine (running; \
      https://docs.docker.com/engine/install/), kind >= 0.23 \
      (https://kind.sigs.k8s.io/docs/user/quick-start/#installation) and kubectl \
      (https://kubernetes.io/docs/tasks/tools/), plus internet access for the node, ArgoCD and \
-     operator images. Repository files a check misses (Dockerfile, argocd/roots/<role>.yaml, \
+     operator images. Repository files a check misses (Dockerfile, argocd/kustomization.yaml, \
      kustomize/overlays/kind) come with the reference deployment; `--no-argocd` needs no \
      argocd/. `--dry-run` prints the plan without any of them";
 

@@ -33,6 +33,10 @@ pub fn cluster_secret(role: &str, kubeconfig: &str) -> anyhow::Result<Value> {
             "labels": {
                 "argocd.argoproj.io/secret-type": "cluster",
                 "observability.ethos.io/cluster-role": role,
+                // What argocd/applicationsets select on: the overlay (the lab's monitoring
+                // cluster runs the kind overlay) and whether tenants are deployed there.
+                "env": if role == "monitoring" { "kind" } else { role },
+                "pmtp.ethos.io/tenants": "true",
             },
         },
         "type": "Opaque",

@@ -187,7 +187,10 @@ fn globs_match_existing_entries() {
         "./fixtures/tenant?/team-a.yaml"
     ));
     assert!(!argocd::matches_something(&root, "fixtures/nothing/*"));
-    assert!(!argocd::matches_something(&root, "kustomize/overlays/kind"));
+    assert!(!argocd::matches_something(
+        &root,
+        "kustomize/overlays/nowhere"
+    ));
 }
 
 #[test]
