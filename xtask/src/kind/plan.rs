@@ -286,10 +286,15 @@ pub fn plan_e2e(cargo_args: &[String]) -> Vec<Step> {
     };
     let mut test = Step::new(
         "cargo",
-        &["test", "-p", "e2e"],
+        &["test", "-p", "e2e", "--test", "kind"],
         "the e2e suite against kind",
     );
     test.args.extend(cargo_args.iter().cloned());
+    // The kind tests are ignored unless a cluster is there to run them against.
+    if !cargo_args.iter().any(|a| a == "--") {
+        test.args.push("--".into());
+    }
+    test.args.push("--include-ignored".into());
     test.env = vec![
         ("PMTP_E2E_KIND".into(), "1".into()),
         ("PMTP_E2E_PROXY_URL".into(), url(LOCAL_PROXY_PORT)),
