@@ -451,6 +451,7 @@ remote_write:
   max_backoff: 1s
   request_timeout: 5s
   secrets_directory: "{secrets}"
+  allowed_urls: ['http://[a-z0-9-]+\.[a-z0-9-]+\.svc:9090/api/v1/write']
   address_overrides:
 {overrides}"#,
             tenants = tenants.path().display(),

@@ -21,12 +21,20 @@ fn prometheus_rule_passes_promtool() {
     let rule: serde_json::Value =
         serde_saphyr::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let groups = &rule["spec"]["groups"];
-    assert!(groups.as_array().is_some_and(|g| !g.is_empty()), "no rule groups in {}", file.display());
+    assert!(
+        groups.as_array().is_some_and(|g| !g.is_empty()),
+        "no rule groups in {}",
+        file.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     let rules: PathBuf = dir.path().join("rules.json");
     // promtool reads YAML, and JSON is YAML.
     std::fs::write(&rules, serde_json::json!({ "groups": groups }).to_string()).unwrap();
-    let out = Command::new(&promtool).args(["check", "rules"]).arg(&rules).output().unwrap();
+    let out = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}: promtool check rules failed:\n{}{}",
@@ -43,7 +51,12 @@ fn dashboard_queries_parse() {
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let mut exprs = Vec::new();
     collect_exprs(&dashboard, &mut exprs);
-    assert!(exprs.len() > 10, "only {} queries in {}", exprs.len(), file.display());
+    assert!(
+        exprs.len() > 10,
+        "only {} queries in {}",
+        exprs.len(),
+        file.display()
+    );
     let mut bad = Vec::new();
     for expr in &exprs {
         // Grafana's variables, as Grafana would substitute them.
@@ -55,7 +68,12 @@ fn dashboard_queries_parse() {
             bad.push(format!("{expr}: {e}"));
         }
     }
-    assert!(bad.is_empty(), "{}: queries that are not PromQL:\n{}", file.display(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{}: queries that are not PromQL:\n{}",
+        file.display(),
+        bad.join("\n")
+    );
 }
 
 /// Panel targets' `expr` (the template variable's `label_values(...)` query is Grafana's, not

@@ -242,7 +242,7 @@ impl Runner {
         let fetched;
         let secrets: &dyn SecretLookup = match s.inputs.kube_secrets() {
             Some(kube) => {
-                fetched = FetchedSecrets::fetch(&kube, &ns, rw).await;
+                fetched = FetchedSecrets::fetch(&kube, &ns, rw, &s.config.allowed_urls).await;
                 &fetched
             }
             None => &files,

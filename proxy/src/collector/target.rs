@@ -61,16 +61,21 @@ pub trait SecretLookup {
 pub struct FetchedSecrets(BTreeMap<(String, String, String), Result<String, String>>);
 
 impl FetchedSecrets {
-    /// Read every Secret `rw` refers to, from `namespace` only.
+    /// Read every Secret `rw` refers to, from `namespace` only; none for a URL the operator
+    /// does not allow (the endpoint is refused anyway).
     pub async fn fetch(
         secrets: &crate::k8s::secrets::KubeSecrets,
         namespace: &str,
         rw: &RemoteWriteSpec,
+        allowed_urls: &[String],
     ) -> FetchedSecrets {
         let mut out = BTreeMap::new();
         let Some(t) = rw.remote_write.as_ref() else {
             return FetchedSecrets(out);
         };
+        if check_allowed(&t.url, allowed_urls).is_err() {
+            return FetchedSecrets(out);
+        }
         let refs = t
             .basic_auth
             .as_ref()
@@ -263,6 +268,7 @@ pub fn endpoints(
                 .remote_write
                 .as_ref()
                 .ok_or("spec.remoteWrite.remoteWrite: required with target.type remote_write")?;
+            check_allowed(&t.url, &config.allowed_urls)?;
             let mut headers = HeaderMap::new();
             for (name, value) in &t.headers {
                 // Validation refuses these already; checked again so that no path can set them.
@@ -303,6 +309,25 @@ pub fn endpoints(
             }])
         }
     }
+}
+
+/// A CR's own URL must match an operator's pattern: CRs are written by tenants.
+pub fn check_allowed(url: &str, allowed: &[String]) -> Result<(), String> {
+    let anchored = allowed.iter().map(|p| format!("^(?:{p})$"));
+    // Validation refuses patterns that don't compile; one that slips through allows nothing.
+    let allowed_now = regex::RegexSet::new(anchored).is_ok_and(|set| set.is_match(url));
+    if allowed_now {
+        return Ok(());
+    }
+    Err(if allowed.is_empty() {
+        format!(
+            "spec.remoteWrite.remoteWrite.url {url:?}: remote_write targets are off until the operator lists allowed URLs (remote_write.allowed_urls in the proxy config)"
+        )
+    } else {
+        format!(
+            "spec.remoteWrite.remoteWrite.url {url:?} matches none of remote_write.allowed_urls"
+        )
+    })
 }
 
 fn basic_auth(user: &str, password: &str) -> String {

@@ -207,6 +207,11 @@ pub struct RemoteWriteConfig {
     pub prometheus_replica_address: String,
     /// Address of a `pushgateway` target.
     pub pushgateway_address: String,
+    /// Regexes (fully anchored) a `type: remote_write` URL of a CR must match. Empty (the
+    /// default): such targets are refused, because a tenant who writes CRs could otherwise
+    /// make the proxy send its series anywhere the proxy can reach (metadata endpoints,
+    /// internal services). Templated targets (`prometheus`, `pushgateway`) are not affected.
+    pub allowed_urls: Vec<String>,
     /// Rendered address (`host:port` as the template produced it) → base URL to use instead.
     /// The local lab and the tests map in-cluster names to loopback ports with it.
     pub address_overrides: BTreeMap<String, String>,
@@ -247,6 +252,7 @@ impl Default for RemoteWriteConfig {
             prometheus_replica_address:
                 "http://{statefulset}-{replica}.{service}.{namespace}.svc:{port}".into(),
             pushgateway_address: "http://{service}.{namespace}.svc:{port}".into(),
+            allowed_urls: Vec::new(),
             address_overrides: BTreeMap::new(),
             secrets_directory: None,
             state_directory: None,

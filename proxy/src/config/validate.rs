@@ -334,6 +334,11 @@ impl super::RemoteWriteConfig {
                 p.push(format!("remote_write.{key}: {e}"));
             }
         }
+        for (i, pattern) in self.allowed_urls.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(&format!("^(?:{pattern})$")) {
+                p.push(format!("remote_write.allowed_urls[{i}]: not a regex: {e}"));
+            }
+        }
         if !self.prometheus_replica_address.contains("{replica}") {
             p.push("remote_write.prometheus_replica_address: must contain {replica}, or every replica gets the same address".into());
         }

@@ -153,7 +153,7 @@ auth:
   mode: kubernetes
   kubernetes:
     access_review: { verb: get, group: observability.ethos.io, resource: metricaccesses }
-remote_write: { enabled: true, collection_interval: 5s }
+remote_write: { enabled: true, collection_interval: 5s, allowed_urls: ['http://127\.0\.0\.1:1/api/v1/write'] }
 kubernetes:
   sharding: { enabled: true, identity: r0, namespace: monitoring, lease_duration: 1s }
 "#,

@@ -1,5 +1,68 @@
 use super::*;
 
+fn allow_all() -> RemoteWriteConfig {
+    RemoteWriteConfig {
+        allowed_urls: vec![".*".into()],
+        ..RemoteWriteConfig::default()
+    }
+}
+
+#[test]
+fn remote_write_urls_need_the_operators_allowlist() {
+    let rw = |url: &str| {
+        spec(&format!(
+            "enabled: true\ntarget: {{type: remote_write}}\nremoteWrite: {{url: \"{url}\"}}\n"
+        ))
+    };
+    let secrets = FileSecrets::default();
+    // Default: no remote_write target at all (a tenant's CR could point anywhere).
+    let e = endpoints(
+        "team-a",
+        &rw("http://169.254.169.254/latest"),
+        &RemoteWriteConfig::default(),
+        &secrets,
+    )
+    .unwrap_err();
+    assert!(e.contains("remote_write.allowed_urls"), "{e}");
+    let config = RemoteWriteConfig {
+        allowed_urls: vec![
+            r"https://mimir\.example\.com/api/v1/push".into(),
+            r"http://[a-z0-9-]+\.team-a\.svc:9090/.*".into(),
+        ],
+        ..RemoteWriteConfig::default()
+    };
+    assert!(
+        endpoints(
+            "team-a",
+            &rw("https://mimir.example.com/api/v1/push"),
+            &config,
+            &secrets
+        )
+        .is_ok()
+    );
+    assert!(
+        endpoints(
+            "team-a",
+            &rw("http://receiver.team-a.svc:9090/api/v1/write"),
+            &config,
+            &secrets
+        )
+        .is_ok()
+    );
+    // Anchored: a prefix or a suffix of an allowed URL is not allowed.
+    for bad in [
+        "https://mimir.example.com/api/v1/push/../../admin",
+        "https://evil.example/https://mimir.example.com/api/v1/push",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let e = endpoints("team-a", &rw(bad), &config, &secrets).unwrap_err();
+        assert!(
+            e.contains("matches none of remote_write.allowed_urls"),
+            "{bad}: {e}"
+        );
+    }
+}
+
 fn spec(yaml: &str) -> RemoteWriteSpec {
     serde_saphyr::from_str(yaml).unwrap()
 }
@@ -73,7 +136,7 @@ fn basic_auth_reads_the_secret_of_the_crs_namespace_and_tenant_header_wins() {
     let secrets = FileSecrets {
         directory: Some(dir.path().to_path_buf()),
     };
-    let eps = endpoints("team-c", &rw, &RemoteWriteConfig::default(), &secrets).unwrap();
+    let eps = endpoints("team-c", &rw, &allow_all(), &secrets).unwrap();
     let auth = &eps[0].headers["authorization"];
     // base64("u:s3cret")
     assert_eq!(auth, "Basic dTpzM2NyZXQ=");
@@ -91,7 +154,7 @@ fn a_missing_secret_says_where_it_looked() {
     let secrets = FileSecrets {
         directory: Some("/nonexistent-secrets".into()),
     };
-    let e = endpoints("team-q", &rw, &RemoteWriteConfig::default(), &secrets).unwrap_err();
+    let e = endpoints("team-q", &rw, &allow_all(), &secrets).unwrap_err();
     assert!(
         e.contains("Secret team-q/tok key \"token\" not found"),
         "{e}"
