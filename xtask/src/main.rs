@@ -3,6 +3,7 @@
 //! (workload + two infra Prometheus + the proxy) as detached processes, the Kubernetes lab on
 //! kind, and the offline manifest validation.
 
+mod bench;
 mod crd;
 mod http;
 mod kind;
@@ -54,6 +55,10 @@ enum Cmd {
     /// object as its Kubernetes type, MetricAccess against the CRD schema, ArgoCD paths,
     /// image tags, resources and securityContext. Needs kubectl.
     Validate,
+    /// Measure the proxy beside its peers (vmagent, vmauth) on the harness of bench/harness:
+    /// ingest | read | rewrite | collector | memory | all. Prints one table and writes
+    /// docs/benchmarks.md.
+    Bench(bench::BenchArgs),
     /// Write the ArgoCD cluster Secret for a kind cluster from `kind get kubeconfig
     /// --internal` output (a step of `cargo xtask up --kind`).
     #[command(hide = true)]
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Cmd::Crd(args) => crd::run(&root, &args),
         Cmd::E2e(args) => kind::e2e(&root, &args).map(|_| 0),
         Cmd::Validate => validate::run(&root),
+        Cmd::Bench(args) => bench::run(&root, &args),
         Cmd::KindSecret {
             role,
             kubeconfig,

@@ -206,7 +206,7 @@ fn from_deb(root: &Path, tool: &Tool, apt_updated: &mut bool) -> anyhow::Result<
 }
 
 /// Run `apt-get download <pkg>` in `dir`; return the .deb it wrote.
-fn apt_download(dir: &Path, package: &str) -> anyhow::Result<PathBuf> {
+pub fn apt_download(dir: &Path, package: &str) -> anyhow::Result<PathBuf> {
     let out = Command::new("apt-get")
         .args(["download", "-qq", package])
         .current_dir(dir)
@@ -402,7 +402,7 @@ fn is_debian_like() -> bool {
 }
 
 /// The effective uid owns /proc/self; avoids an unsafe geteuid().
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

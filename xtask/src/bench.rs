@@ -1,0 +1,218 @@
+//! `cargo xtask bench [ingest|read|rewrite|collector|memory|all]`: every performance figure of
+//! the proxy, measured in one run beside its peers (vmagent, vmauth) on the harness copied into
+//! `bench/harness/`, printed as one table and written to `docs/benchmarks.md`.
+//!
+//! This module owns the command line, the scenario order, the result rows and the table; the
+//! submodules own the setup ([`env`]), the criterion/example scenarios ([`micro`]), the memory
+//! scenario ([`memory`]) and the load scenarios through the harness ([`load`], [`read`]). A scenario that
+//! cannot run (a tool can't be fetched, a process doesn't start) becomes a row that says so; the
+//! others still run. Benchmarks are measurements, never assertions: the command fails only when
+//! it could not run at all.
+
+mod env;
+mod load;
+mod memory;
+mod micro;
+mod read;
+mod report;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::bail;
+
+/// Arguments of `cargo xtask bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// ingest | read | rewrite | collector | memory | all
+    #[arg(default_value = "all")]
+    pub scenario: String,
+    /// Length of each load run (ingest, read), after its warm-up.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load runs per (target, case); the table shows the median.
+    #[arg(long, default_value_t = 1)]
+    pub repeats: u32,
+    /// Shorter runs for a smoke check: 8 s load runs, criterion's quick mode, 200k collector
+    /// series instead of 1M. The table says it was a quick run.
+    #[arg(long)]
+    pub quick: bool,
+    /// Don't write docs/benchmarks.md (print only).
+    #[arg(long)]
+    pub no_write: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (e.g. 20s, 500ms, 1m)"))?;
+    if !(v > 0.0 && v * mult <= 3600.0) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+/// Which way a figure is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// One line of the table: the proxy's figure, the peer's (if there is one) and the target.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: String,
+    pub unit: &'static str,
+    pub proxy: Option<f64>,
+    pub peer: Option<(String, f64)>,
+    pub target: Option<f64>,
+    pub better: Better,
+    /// Why a figure is missing, or what to know about it.
+    pub note: String,
+}
+
+impl Row {
+    pub fn new(scenario: &str, unit: &'static str, better: Better, target: Option<f64>) -> Row {
+        Row {
+            scenario: scenario.to_string(),
+            unit,
+            proxy: None,
+            peer: None,
+            target,
+            better,
+            note: String::new(),
+        }
+    }
+
+    pub fn proxy(mut self, v: Option<f64>) -> Row {
+        self.proxy = v;
+        self
+    }
+
+    pub fn peer(mut self, name: &str, v: Option<f64>) -> Row {
+        self.peer = v.map(|v| (name.to_string(), v));
+        if self.peer.is_none() {
+            self.note_add(&format!("{name}: not measured"));
+        }
+        self
+    }
+
+    pub fn note(mut self, n: &str) -> Row {
+        self.note_add(n);
+        self
+    }
+
+    fn note_add(&mut self, n: &str) {
+        if n.is_empty() {
+            return;
+        }
+        if !self.note.is_empty() {
+            self.note.push_str("; ");
+        }
+        self.note.push_str(n);
+    }
+
+    /// The rows of a scenario that could not run: every expected row, with the reason.
+    pub fn failed(rows: Vec<Row>, why: &str) -> Vec<Row> {
+        rows.into_iter()
+            .map(|r| r.note(&format!("not run: {why}")))
+            .collect()
+    }
+
+    /// proxy ÷ peer, oriented so that > 1 means the proxy is better.
+    pub fn ratio(&self) -> Option<f64> {
+        let p = self.proxy?;
+        let (_, q) = self.peer.as_ref()?;
+        if p <= 0.0 || *q <= 0.0 {
+            return None;
+        }
+        Some(match self.better {
+            Better::Higher => p / q,
+            Better::Lower => q / p,
+        })
+    }
+
+    pub fn met(&self) -> Option<bool> {
+        let (p, t) = (self.proxy?, self.target?);
+        Some(match self.better {
+            Better::Higher => p >= t,
+            Better::Lower => p <= t,
+        })
+    }
+}
+
+const SCENARIOS: [&str; 5] = ["rewrite", "collector", "memory", "ingest", "read"];
+
+/// `cargo xtask bench`.
+pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
+    let scenarios: Vec<&str> = match args.scenario.as_str() {
+        "all" => SCENARIOS.to_vec(),
+        s if SCENARIOS.contains(&s) => vec![s],
+        s => bail!("unknown scenario {s:?}: one of ingest, read, rewrite, collector, memory, all"),
+    };
+    let started = std::time::Instant::now();
+    let mut ctx = env::Ctx::new(root, args)?;
+    let mut rows = Vec::new();
+    for s in &scenarios {
+        eprintln!("xtask bench: == {s} ==");
+        let got = match *s {
+            "rewrite" => micro::rewrite(&mut ctx),
+            "collector" => micro::collector(&mut ctx),
+            "memory" => memory::run(&mut ctx),
+            "ingest" => load::ingest(&mut ctx),
+            "read" => read::run(&mut ctx),
+            _ => unreachable!("checked above"),
+        };
+        rows.extend(got);
+        // Nothing started by one scenario outlives it.
+        ctx.stop_all();
+    }
+    let table = report::table(&rows);
+    println!("\n{table}");
+    if !args.no_write {
+        let doc = report::document(&ctx, &table, &rows, &scenarios, started.elapsed());
+        let path = root.join("docs/benchmarks.md");
+        std::fs::write(&path, doc)?;
+        eprintln!("xtask bench: wrote {}", path.display());
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn ratio_is_oriented_so_above_one_is_better() {
+        let r = Row::new("x", "ms", Better::Lower, Some(1.0))
+            .proxy(Some(2.0))
+            .peer("peer", Some(1.0));
+        assert_eq!(r.ratio(), Some(0.5));
+        assert_eq!(r.met(), Some(false));
+        let r = Row::new("x", "/s", Better::Higher, Some(1.0))
+            .proxy(Some(2.0))
+            .peer("peer", Some(1.0));
+        assert_eq!(r.ratio(), Some(2.0));
+        assert_eq!(r.met(), Some(true));
+    }
+}
