@@ -10,6 +10,12 @@ use proxy::config::Config;
 use proxy::http::{RuntimeSettings, StartOptions};
 use proxy::telemetry::LogFormat;
 
+// The hot paths (remote-write decode, relabeling, re-encoding) allocate and free many small
+// label strings; mimalloc handles that pattern markedly faster than glibc malloc (see
+// docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXAMPLES: &str = "\
 Examples:
   # Serve with a config file (tenants from the folder it names)
