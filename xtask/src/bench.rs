@@ -181,8 +181,10 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
     let table = report::table(&rows);
     println!("\n{table}");
     if !args.no_write {
-        let doc = report::document(&ctx, &table, &rows, &scenarios, started.elapsed());
         let path = root.join("docs/benchmarks.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut doc = report::document(&ctx, &table, &rows, &scenarios, started.elapsed());
+        doc.push_str(&report::keep_notes(&old));
         std::fs::write(&path, doc)?;
         eprintln!("xtask bench: wrote {}", path.display());
     }

@@ -147,10 +147,33 @@ pub fn document(
     d.push_str(
         "\nRaw records of the load runs: `target/bench/results/*.jsonl` (one measure.py record per run).\n",
     );
-    d.push_str(
-        "\n## Where the time goes\n\n_To be filled from profiles (`perf record -g -p <proxy pid>` during \
-         `cargo xtask bench ingest`); see the findings of the run that produced this file in the \
-         commit that updated it._\n",
-    );
     d
+}
+
+/// The hand-written part of docs/benchmarks.md (from `## Where the time goes` on): profiles
+/// are read by people, not generated, so a new run keeps them.
+pub const NOTES_HEADING: &str = "\n## Where the time goes\n";
+
+pub fn keep_notes(old: &str) -> String {
+    match old.find(NOTES_HEADING) {
+        Some(at) => old[at..].to_string(),
+        None => format!(
+            "{NOTES_HEADING}\n_To be filled from profiles (`perf record -g -p <proxy pid>` during `cargo xtask bench ingest`)._\n"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod notes_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_run_keeps_the_hand_written_notes() {
+        let old = "# Benchmarks\n| table |\n\n## Where the time goes\n\n* ingest: decode.\n";
+        assert_eq!(
+            keep_notes(old),
+            "\n## Where the time goes\n\n* ingest: decode.\n"
+        );
+        assert!(keep_notes("# Benchmarks\n").contains("To be filled"));
+    }
 }
