@@ -25,27 +25,36 @@ fn lab() -> Lab {
     }
 }
 
-/// A token of the tenant's Grafana ServiceAccount (gitops/tenants/<ns>/serviceaccount.yaml).
-fn token(namespace: &str) -> String {
+/// `kubectl --context <the lab's monitoring cluster> <args>`: its stdout, or a failure with
+/// kubectl's stderr.
+fn kubectl(args: &[&str]) -> Vec<u8> {
     let out = Command::new("kubectl")
-        .args([
-            "--context",
-            CONTEXT,
-            "-n",
-            namespace,
-            "create",
-            "token",
-            "grafana",
-        ])
-        .args(["--audience", AUDIENCE, "--duration", "10m"])
+        .args(["--context", CONTEXT])
+        .args(args)
         .output()
         .expect("kubectl");
     assert!(
         out.status.success(),
-        "{}",
+        "kubectl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    out.stdout
+}
+
+/// A token of the tenant's Grafana ServiceAccount (gitops/tenants/<ns>/serviceaccount.yaml).
+fn token(namespace: &str) -> String {
+    let out = kubectl(&[
+        "-n",
+        namespace,
+        "create",
+        "token",
+        "grafana",
+        "--audience",
+        AUDIENCE,
+        "--duration",
+        "10m",
+    ]);
+    String::from_utf8(out).unwrap().trim().to_string()
 }
 
 async fn query(base: &str, token: Option<&str>, promql: &str) -> (u16, serde_json::Value) {
@@ -102,25 +111,8 @@ async fn kind_requests_without_a_valid_token_are_refused() {
 #[ignore = "needs the kind lab"]
 fn kind_metricaccess_status_is_written() {
     lab();
-    let out = Command::new("kubectl")
-        .args([
-            "--context",
-            CONTEXT,
-            "-n",
-            "team-a",
-            "get",
-            "metricaccess",
-            "-o",
-            "json",
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = kubectl(&["-n", "team-a", "get", "metricaccess", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out).unwrap();
     for item in list["items"].as_array().unwrap() {
         let valid = item["status"]["conditions"]
             .as_array()
