@@ -12,7 +12,8 @@
 //! only in one `__name__` matcher are merged into one regex clause, so the rewritten queries
 //! stay short.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
@@ -84,7 +85,36 @@ impl LabelMatcher {
             MatchKind::Regex => T_EQL_REGEX,
             MatchKind::NotRegex => T_NEQ_REGEX,
         };
-        Matcher::new_matcher(token, self.name.clone(), self.value.clone())
+        if matches!(self.kind, MatchKind::Equal | MatchKind::NotEqual) {
+            return Matcher::new_matcher(token, self.name.clone(), self.value.clone());
+        }
+        // Compiling a regex is most of what enforcing a query costs, and a tenant's policy
+        // regexes are the same on every request: keep them compiled (a compiled regex is
+        // shared, not copied, by `clone`).
+        type Key = (bool, String, String);
+        static COMPILED: OnceLock<Mutex<HashMap<Key, Matcher>>> = OnceLock::new();
+        const MAX_CACHED: usize = 4096;
+        let key = (
+            self.kind == MatchKind::Regex,
+            self.name.clone(),
+            self.value.clone(),
+        );
+        let cache = COMPILED.get_or_init(Default::default);
+        if let Some(m) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(m.clone());
+        }
+        let matcher = Matcher::new_matcher(token, self.name.clone(), self.value.clone())?;
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED {
+            // Policies change rarely: starting over is simpler than tracking use.
+            cache.clear();
+        }
+        cache.insert(key, matcher.clone());
+        Ok(matcher)
     }
 
     /// The policy form of a parsed matcher.
