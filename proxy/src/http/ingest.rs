@@ -152,7 +152,7 @@ async fn write(
             &tenant,
             content_type.as_deref(),
             content_encoding.as_deref(),
-            &body,
+            body,
         )
     })
     .await;

@@ -27,12 +27,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::ingest::CardinalityLimits;
-use crate::remote_write::Label;
+use crate::remote_write::wire::LabelPair;
 
 /// Hash of a series' labels (sorted by name): xxh3 over `name \xff value \xff ...`. Stable within
 /// a process (and across processes of the same build); collisions are rare and acceptable (two
 /// colliding series count as one).
-pub fn series_hash(labels: &[Label]) -> u64 {
+pub fn series_hash<L: LabelPair>(labels: &[L]) -> u64 {
     thread_local! {
         static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
@@ -40,9 +40,9 @@ pub fn series_hash(labels: &[Label]) -> u64 {
         let mut buf = buf.borrow_mut();
         buf.clear();
         for label in labels {
-            buf.extend_from_slice(label.name.as_bytes());
+            buf.extend_from_slice(label.name().as_bytes());
             buf.push(0xff);
-            buf.extend_from_slice(label.value.as_bytes());
+            buf.extend_from_slice(label.value().as_bytes());
             buf.push(0xff);
         }
         let hash = xxhash_rust::xxh3::xxh3_64(&buf);
@@ -116,6 +116,9 @@ struct MetricSlot {
     name: Box<str>,
     active: usize,
 }
+
+/// One tenant's tracked series (see [`SeriesTracker::entry`]).
+pub struct TenantEntry(Arc<Mutex<TenantSeries>>);
 
 #[derive(Default)]
 struct TenantSeries {
@@ -279,9 +282,26 @@ impl SeriesTracker {
         dry_run: bool,
         now: Instant,
     ) -> Admit {
+        self.admit_entry(&self.entry(tenant), metric, hash, limits, dry_run, now)
+    }
+
+    /// The tenant's series, for [`SeriesTracker::admit_entry`] (one lookup for many series).
+    pub fn entry(&self, tenant: &str) -> TenantEntry {
+        TenantEntry(self.tenant(tenant))
+    }
+
+    /// [`SeriesTracker::admit`] in the tenant's entry.
+    pub fn admit_entry(
+        &self,
+        tenant: &TenantEntry,
+        metric: &str,
+        hash: u64,
+        limits: &CardinalityLimits,
+        dry_run: bool,
+        now: Instant,
+    ) -> Admit {
         let now = self.secs(now);
-        let tenant = self.tenant(tenant);
-        let mut t = tenant.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut t = tenant.0.lock().unwrap_or_else(PoisonError::into_inner);
         // `stale`: tracked but past the window, so counted in the totals yet new by definition.
         let stale = match t.series.get_mut(&hash) {
             Some(entry) if now.saturating_sub(entry.last_seen) <= self.window => {

@@ -18,7 +18,7 @@ use crate::collector::target::{Endpoint, Protocol};
 use crate::config::ingest::ForwardConfig;
 use crate::delivery::spill::SpillQueue;
 use crate::delivery::{Delivery, DeliverySettings, DeliveryStats, Payload, QueueFull};
-use crate::remote_write::{MetricMetadata, Sample, TimeSeries, WriteRequest, encode_series};
+use crate::remote_write::{MetricMetadata, Sample, TimeSeries, WriteRequest};
 use crate::telemetry::{DeliveryFamilies, EndpointLabels};
 
 struct Destination {
@@ -153,51 +153,41 @@ impl Forwarder {
         series: Vec<TimeSeries>,
         metadata: Vec<MetricMetadata>,
     ) -> Result<usize, QueueFull> {
-        let series = merge_duplicates(series);
+        let series = series.into_iter().map(Outgoing::owned).collect();
+        self.accept_batch(tenant, series, metadata, None)
+    }
+
+    /// [`Forwarder::accept`] for series still encoded as they came. `original` is the request's
+    /// body when every one of its series is in `series` unchanged: if they fit one batch of
+    /// one shard, that body is forwarded as it is, without encoding and compressing again.
+    pub fn accept_batch(
+        &self,
+        tenant: &str,
+        series: Vec<Outgoing<'_>>,
+        metadata: Vec<MetricMetadata>,
+        original: Option<bytes::Bytes>,
+    ) -> Result<usize, QueueFull> {
+        let (series, merged) = merge_outgoing(series);
         if series.is_empty() && metadata.is_empty() {
             return Ok(0);
         }
         let count = series.len();
         let shard_count = self.destinations.first().map_or(1, |d| d.shards.len());
-        // Series by shard, then encoded batches per shard (metadata with shard 0).
-        let mut by_shard: Vec<Vec<TimeSeries>> = vec![Vec::new(); shard_count];
-        for t in series {
-            let shard = if shard_count == 1 {
-                0
-            } else {
-                (series_hash(&t.labels) % shard_count as u64) as usize
-            };
-            by_shard[shard].push(t);
-        }
-        let mut metadata = Some(metadata).filter(|m| !m.is_empty());
-        let bodies: Vec<Vec<Body>> = by_shard
-            .iter()
-            .map(|series| {
-                let mut out: Vec<Body> = series
-                    .chunks(self.batch_series)
-                    .map(|chunk| Body {
-                        bytes: encode_series(chunk).into(),
-                        series: chunk.len(),
-                        samples: chunk
-                            .iter()
-                            .map(|t| t.samples.len() + t.histograms.len())
-                            .sum(),
-                    })
-                    .collect();
-                if let Some(metadata) = metadata.take() {
-                    let request = WriteRequest {
-                        timeseries: Vec::new(),
-                        metadata,
-                    };
-                    out.push(Body {
-                        bytes: crate::remote_write::encode_write_request(&request).into(),
-                        series: 0,
-                        samples: 0,
-                    });
-                }
-                out
-            })
-            .collect();
+        let bodies: Vec<Vec<Body>> = match original {
+            Some(bytes)
+                if !merged
+                    && shard_count == 1
+                    && count <= self.batch_series
+                    && series.iter().all(Outgoing::is_encoded) =>
+            {
+                vec![vec![Body {
+                    bytes,
+                    series: count,
+                    samples: series.iter().map(|s| s.samples).sum(),
+                }]]
+            }
+            _ => encode_bodies(series, metadata, shard_count, self.batch_series),
+        };
         let _serial = self
             .accepting
             .lock()
@@ -297,6 +287,137 @@ impl std::hash::Hasher for NoHash {
 }
 
 type BuildNoHash = std::hash::BuildHasherDefault<NoHash>;
+
+/// A series to forward: its bytes as they came in the request, or rebuilt by a rule.
+pub struct Outgoing<'a> {
+    series: Series<'a>,
+    /// [`series_hash`] of its labels: picks the shard and finds duplicates.
+    hash: u64,
+    samples: usize,
+}
+
+enum Series<'a> {
+    /// An encoded `TimeSeries` message.
+    Encoded(&'a [u8]),
+    Owned(TimeSeries),
+}
+
+impl<'a> Outgoing<'a> {
+    /// An encoded series (`hash` and `samples` as the scanner read them).
+    pub fn encoded(bytes: &'a [u8], hash: u64, samples: usize) -> Outgoing<'a> {
+        Outgoing {
+            series: Series::Encoded(bytes),
+            hash,
+            samples,
+        }
+    }
+
+    pub fn owned(series: TimeSeries) -> Outgoing<'a> {
+        Outgoing {
+            hash: series_hash(&series.labels),
+            samples: series.samples.len() + series.histograms.len(),
+            series: Series::Owned(series),
+        }
+    }
+
+    fn is_encoded(&self) -> bool {
+        matches!(self.series, Series::Encoded(_))
+    }
+
+    /// Append to a `WriteRequest` body as field 1.
+    fn write(&self, out: &mut Vec<u8>) {
+        match &self.series {
+            Series::Encoded(bytes) => crate::remote_write::wire::push_series(out, bytes),
+            Series::Owned(t) => prost::encoding::message::encode(1, t, out),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        match &self.series {
+            Series::Encoded(bytes) => {
+                1 + prost::encoding::encoded_len_varint(bytes.len() as u64) + bytes.len()
+            }
+            Series::Owned(t) => prost::encoding::message::encoded_len(1, t),
+        }
+    }
+
+    fn into_owned(self) -> Option<TimeSeries> {
+        match self.series {
+            Series::Owned(t) => Some(t),
+            // The scanner only hands over series prost decodes (tested in `wire`).
+            Series::Encoded(bytes) => prost::Message::decode(bytes).ok(),
+        }
+    }
+}
+
+/// One series per label set (see [`merge_duplicates`]); the encoded series are decoded only
+/// when the request has duplicates. Also says whether anything was merged.
+fn merge_outgoing(series: Vec<Outgoing<'_>>) -> (Vec<Outgoing<'_>>, bool) {
+    let mut seen: std::collections::HashSet<u64, BuildNoHash> =
+        std::collections::HashSet::with_capacity_and_hasher(series.len(), BuildNoHash::default());
+    if series.iter().all(|s| seen.insert(s.hash)) {
+        return (series, false);
+    }
+    let owned = series
+        .into_iter()
+        .filter_map(Outgoing::into_owned)
+        .collect();
+    let merged = merge_duplicates(owned)
+        .into_iter()
+        .map(Outgoing::owned)
+        .collect();
+    (merged, true)
+}
+
+/// Per shard, the encoded batches of `series` (at most `batch_series` each), and the metadata
+/// in one request of its own on shard 0.
+fn encode_bodies(
+    series: Vec<Outgoing<'_>>,
+    metadata: Vec<MetricMetadata>,
+    shard_count: usize,
+    batch_series: usize,
+) -> Vec<Vec<Body>> {
+    let mut by_shard: Vec<Vec<Outgoing<'_>>> = (0..shard_count).map(|_| Vec::new()).collect();
+    for t in series {
+        let shard = (t.hash % shard_count as u64) as usize;
+        by_shard[shard].push(t);
+    }
+    let mut metadata = Some(metadata).filter(|m| !m.is_empty());
+    by_shard
+        .iter()
+        .map(|series| {
+            let mut out: Vec<Body> = series
+                .chunks(batch_series)
+                .map(|chunk| {
+                    let mut raw = Vec::with_capacity(chunk.iter().map(Outgoing::encoded_len).sum());
+                    for t in chunk {
+                        t.write(&mut raw);
+                    }
+                    Body {
+                        bytes: snap::raw::Encoder::new()
+                            .compress_vec(&raw)
+                            .unwrap_or_default()
+                            .into(),
+                        series: chunk.len(),
+                        samples: chunk.iter().map(|t| t.samples).sum(),
+                    }
+                })
+                .collect();
+            if let Some(metadata) = metadata.take() {
+                let request = WriteRequest {
+                    timeseries: Vec::new(),
+                    metadata,
+                };
+                out.push(Body {
+                    bytes: crate::remote_write::encode_write_request(&request).into(),
+                    series: 0,
+                    samples: 0,
+                });
+            }
+            out
+        })
+        .collect()
+}
 
 /// One encoded request of a shard.
 struct Body {

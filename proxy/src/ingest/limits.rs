@@ -5,7 +5,10 @@
 //! forever), series without a name, oversized labels, samples far in the future.
 
 use crate::config::ingest::IngestLimits;
-use crate::remote_write::{self, CodecError, Label, TimeSeries, WriteRequest};
+use prost::Message;
+
+use crate::remote_write::wire::{self, LabelPair, LabelRef, SeriesRef};
+use crate::remote_write::{self, CodecError, Label, MetricMetadata, TimeSeries, WriteRequest};
 
 /// Why a request or a series was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,27 +65,115 @@ pub fn check_headers(
     }
 }
 
-/// Decompress and decode, refusing bodies that claim more than `max_decompressed` bytes
-/// before allocating for them.
-pub fn decode(body: &[u8], max_decompressed: usize) -> Result<WriteRequest, Refusal> {
+/// A decoded request. Series in the common shape (labels and float samples) are read in place
+/// from the decompressed body; the others are decoded with prost.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    pub series: Vec<Incoming<'a>>,
+    /// The labels of the `Plain` series (see [`Decoded::labels_of`]).
+    labels: Vec<LabelRef<'a>>,
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// One series of a request.
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    Plain(SeriesRef<'a>),
+    Owned(TimeSeries),
+}
+
+impl<'a> Decoded<'a> {
+    pub fn labels_of(&self, series: &SeriesRef<'a>) -> &[LabelRef<'a>] {
+        &self.labels[series.labels.0 as usize..series.labels.1 as usize]
+    }
+}
+
+/// Decompress, refusing bodies that claim more than `max_decompressed` bytes before
+/// allocating for them.
+pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, Refusal> {
     if body.is_empty() {
         return Err(Refusal::new("empty_body", "empty body"));
     }
-    remote_write::decode_write_request(body, max_decompressed).map_err(|e| match e {
+    remote_write::decompress(body, max_decompressed).map_err(codec_refusal)
+}
+
+/// Decode a decompressed `WriteRequest`: scanned in place where possible, with prost where
+/// not. Whatever the scanner does not take is decoded by prost as a whole, so malformed bodies
+/// get prost's verdict and message.
+pub fn decode(raw: &[u8]) -> Result<Decoded<'_>, Refusal> {
+    let scanned = wire::scan(raw).ok().and_then(|scanned| {
+        let metadata = scanned
+            .metadata
+            .iter()
+            .map(|m| MetricMetadata::decode(*m).ok())
+            .collect::<Option<Vec<_>>>()?;
+        let series = scanned
+            .series
+            .into_iter()
+            .map(|s| match s.plain {
+                true => Some(Incoming::Plain(s)),
+                false => TimeSeries::decode(s.encoded).ok().map(Incoming::Owned),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Decoded {
+            series,
+            labels: scanned.labels,
+            metadata,
+        })
+    });
+    if let Some(decoded) = scanned {
+        return Ok(decoded);
+    }
+    let request = WriteRequest::decode(raw).map_err(|e| codec_refusal(CodecError::Protobuf(e)))?;
+    Ok(Decoded {
+        series: request
+            .timeseries
+            .into_iter()
+            .map(Incoming::Owned)
+            .collect(),
+        labels: Vec::new(),
+        metadata: request.metadata,
+    })
+}
+
+fn codec_refusal(e: CodecError) -> Refusal {
+    match e {
         CodecError::TooLarge { claimed, limit } => Refusal::new(
             "too_large",
-            format!("decompressed body of {claimed} bytes exceeds the limit of {limit} bytes; send smaller batches"),
+            format!(
+                "decompressed body of {claimed} bytes exceeds the limit of {limit} bytes; send smaller batches"
+            ),
         ),
         CodecError::Snappy(e) => Refusal::new("snappy", format!("invalid snappy body: {e}")),
         CodecError::Protobuf(e) if e.to_string().contains("UTF-8") => Refusal::new(
             "invalid_utf8",
             format!("a label name or value is not valid UTF-8: {e}"),
         ),
-        CodecError::Protobuf(e) => Refusal::new(
-            "protobuf",
-            format!("not a remote-write WriteRequest: {e}"),
-        ),
-    })
+        CodecError::Protobuf(e) => {
+            Refusal::new("protobuf", format!("not a remote-write WriteRequest: {e}"))
+        }
+    }
+}
+
+/// Whether a scanned series passes every check of [`check_series`] as it is: labels sorted
+/// and unique, within the limits, named, no sample too far ahead. A series that does not is
+/// decoded and given to `check_series`, which sorts it or words the refusal.
+pub fn plain_ok(
+    labels: &[LabelRef<'_>],
+    series: &SeriesRef<'_>,
+    limits: &IngestLimits,
+    now_ms: i64,
+) -> bool {
+    let horizon = now_ms.saturating_add(limits.max_future.as_millis() as i64);
+    labels.len() <= limits.max_labels_per_series
+        && series.max_timestamp <= horizon
+        && labels.windows(2).all(|w| w[0].name < w[1].name)
+        && labels.iter().all(|l| {
+            !l.name.is_empty()
+                && l.name.len() <= limits.max_label_name_length
+                && l.value.len() <= limits.max_label_value_length
+        })
+        && !metric_name(labels).is_empty()
 }
 
 /// Check one series and sort its labels (the spec requires sorted labels; senders don't
@@ -183,11 +274,11 @@ pub fn check_series(
 }
 
 /// The metric name of a checked series.
-pub fn metric_name(labels: &[Label]) -> &str {
+pub fn metric_name<L: LabelPair>(labels: &[L]) -> &str {
     labels
         .iter()
-        .find(|l| l.name == "__name__")
-        .map_or("", |l| l.value.as_str())
+        .find(|l| l.name() == "__name__")
+        .map_or("", |l| l.value())
 }
 
 /// `name{a="b",...}` for messages, shortened.

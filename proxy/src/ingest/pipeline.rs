@@ -3,6 +3,7 @@
 //! limits, unused metrics. In dry-run mode every rule is evaluated on a copy and what it would
 //! drop is counted apart, but the series is forwarded unchanged.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -10,13 +11,14 @@ use std::time::{Instant, SystemTime};
 use regex::Regex;
 
 use super::analytics::Analytics;
-use super::cardinality::{Admit, SeriesTracker, series_hash};
+use super::cardinality::{Admit, SeriesTracker, TenantEntry, series_hash};
 use super::limits::{Refusal, metric_name};
 use super::usage::Usage;
 use crate::config::ingest::{
     CardinalityLimits, GovernanceConfig, NamingAction, TenantRules, UnusedAction,
 };
 use crate::relabel::RelabelProgram;
+use crate::remote_write::wire::LabelPair;
 use crate::remote_write::{Label, TimeSeries};
 
 /// What happens to one series.
@@ -57,13 +59,58 @@ pub struct Governance {
     tenants: HashMap<String, Arc<TenantPipeline>>,
 }
 
-/// What a pipeline reads besides the series.
+/// What a pipeline reads besides the series, for one request of one tenant. The tenant's
+/// tracker entry is looked up once, and accepted samples are tallied per metric and recorded
+/// in the analytics when the context is dropped: a request's series share few metric names,
+/// so that is one lock and lookup per name instead of two per series.
 pub struct Context<'a> {
-    pub tracker: &'a SeriesTracker,
-    pub analytics: &'a Analytics,
-    pub usage: &'a Usage,
-    pub now: Instant,
-    pub wall: SystemTime,
+    tenant: &'a str,
+    tracked: TenantEntry,
+    tracker: &'a SeriesTracker,
+    analytics: &'a Analytics,
+    usage: &'a Usage,
+    now: Instant,
+    wall: SystemTime,
+    samples: RefCell<HashMap<String, u64>>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        tenant: &'a str,
+        tracker: &'a SeriesTracker,
+        analytics: &'a Analytics,
+        usage: &'a Usage,
+    ) -> Self {
+        Context {
+            tenant,
+            tracked: tracker.entry(tenant),
+            tracker,
+            analytics,
+            usage,
+            now: Instant::now(),
+            wall: SystemTime::now(),
+            samples: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn count_samples(&self, metric: &str, samples: u64) {
+        let mut tally = self.samples.borrow_mut();
+        match tally.get_mut(metric) {
+            Some(n) => *n += samples,
+            None => {
+                tally.insert(metric.to_owned(), samples);
+            }
+        }
+    }
+}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        for (metric, n) in self.samples.get_mut().drain() {
+            self.analytics
+                .record_samples(self.tenant, &metric, n, self.now);
+        }
+    }
 }
 
 impl Governance {
@@ -133,9 +180,17 @@ impl TenantPipeline {
         })
     }
 
+    /// Whether a rule may change a series' labels (relabeling, label drops) or the series must
+    /// be evaluated on a copy (dry run). Series of a pipeline that does none of these are
+    /// forwarded as they came, see [`TenantPipeline::apply_unchanged`].
+    pub fn rewrites(&self) -> bool {
+        self.dry_run || !self.relabel.is_empty() || !self.label_drops.is_empty()
+    }
+
     /// Apply the rules to one checked series (labels sorted, named). On `Keep` the series
     /// holds what to forward.
     pub fn apply(&self, tenant: &str, series: &mut TimeSeries, cx: &Context<'_>) -> Verdict {
+        let samples = sample_count(series);
         if self.dry_run {
             let mut copy = series.labels.clone();
             let metric = metric_name(&series.labels).to_string();
@@ -145,31 +200,48 @@ impl TenantPipeline {
                 cx.analytics.record_drop(tenant, &metric, reason, 1, true);
             }
             cx.analytics
-                .record_samples(tenant, &metric, sample_count(series), cx.now);
+                .record_samples(tenant, &metric, samples, cx.now);
             return Verdict::Keep;
         }
         let verdict = self.run(tenant, &mut series.labels, cx);
-        let metric = metric_name(&series.labels);
-        match &verdict {
-            Verdict::Keep => {
-                cx.analytics
-                    .record_samples(tenant, metric, sample_count(series), cx.now)
-            }
-            Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) => {
-                cx.analytics.record_drop(tenant, metric, reason, 1, false);
-            }
-        }
+        account(&verdict, tenant, metric_name(&series.labels), samples, cx);
         verdict
     }
 
+    /// Apply the rules to a checked series of a pipeline that does not rewrite (see
+    /// [`TenantPipeline::rewrites`]): the same verdict and accounting as [`apply`], on labels
+    /// borrowed from the request. `hash` is [`series_hash`] of `labels`.
+    ///
+    /// [`apply`]: TenantPipeline::apply
+    pub fn apply_unchanged<L: LabelPair>(
+        &self,
+        tenant: &str,
+        labels: &[L],
+        hash: u64,
+        samples: u64,
+        cx: &Context<'_>,
+    ) -> Verdict {
+        debug_assert!(!self.rewrites());
+        let verdict = match self.naming_verdict(labels) {
+            Some(v) => v,
+            None => self.judge(tenant, labels, hash, cx),
+        };
+        account(&verdict, tenant, metric_name(labels), samples, cx);
+        verdict
+    }
+
+    fn naming_verdict<L: LabelPair>(&self, labels: &[L]) -> Option<Verdict> {
+        let n = self.naming.as_ref()?;
+        let violation = n.check(labels)?;
+        Some(match n.action {
+            NamingAction::Drop => Verdict::Drop { reason: "naming" },
+            NamingAction::Reject => Verdict::Reject(violation),
+        })
+    }
+
     fn run(&self, tenant: &str, labels: &mut Vec<Label>, cx: &Context<'_>) -> Verdict {
-        if let Some(n) = &self.naming
-            && let Some(violation) = n.check(labels)
-        {
-            return match n.action {
-                NamingAction::Drop => Verdict::Drop { reason: "naming" },
-                NamingAction::Reject => Verdict::Reject(violation),
-            };
+        if let Some(v) = self.naming_verdict(labels) {
+            return v;
         }
         if !self.relabel.is_empty() && !self.relabel.apply(labels) {
             return Verdict::Drop { reason: "relabel" };
@@ -177,6 +249,17 @@ impl TenantPipeline {
         if !self.label_drops.is_empty() {
             labels.retain(|l| l.name == "__name__" || !self.label_drops.contains(&l.name));
         }
+        self.judge(tenant, labels, series_hash(labels), cx)
+    }
+
+    /// The rules after the rewriting ones: a name left, cardinality limits, unused metrics.
+    fn judge<L: LabelPair>(
+        &self,
+        tenant: &str,
+        labels: &[L],
+        hash: u64,
+        cx: &Context<'_>,
+    ) -> Verdict {
         let metric = metric_name(labels);
         if metric.is_empty() {
             return Verdict::Drop {
@@ -184,10 +267,11 @@ impl TenantPipeline {
             };
         }
         // Every series is tracked (active series feed the analytics); limits of 0 admit all.
-        let admit = cx.tracker.admit(
-            tenant,
+        debug_assert_eq!(tenant, cx.tenant);
+        let admit = cx.tracker.admit_entry(
+            &cx.tracked,
             metric,
-            series_hash(labels),
+            hash,
             &self.cardinality,
             self.dry_run,
             cx.now,
@@ -222,8 +306,18 @@ impl TenantPipeline {
     }
 }
 
+/// Samples kept, or the series dropped, in the tenant's analytics.
+fn account(verdict: &Verdict, tenant: &str, metric: &str, samples: u64, cx: &Context<'_>) {
+    match verdict {
+        Verdict::Keep => cx.count_samples(metric, samples),
+        Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) => {
+            cx.analytics.record_drop(tenant, metric, reason, 1, false);
+        }
+    }
+}
+
 impl Naming {
-    fn check(&self, labels: &[Label]) -> Option<Refusal> {
+    fn check<L: LabelPair>(&self, labels: &[L]) -> Option<Refusal> {
         let metric = metric_name(labels);
         if let Some(re) = &self.name
             && !re.is_match(metric)
@@ -238,7 +332,11 @@ impl Naming {
                 ),
             });
         }
-        let has = |name: &str| labels.iter().any(|l| l.name == name && !l.value.is_empty());
+        let has = |name: &str| {
+            labels
+                .iter()
+                .any(|l| l.name() == name && !l.value().is_empty())
+        };
         if let Some(missing) = self.required.iter().find(|r| !has(r)) {
             return Some(Refusal {
                 reason: "naming",

@@ -3,13 +3,19 @@
 //! 204 when the data is safely queued, 400 (not retried by senders) for data it refuses, 503
 //! (retried) when it cannot take the request now, never 2xx for data it then loses.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 
+use bytes::Bytes;
+use prost::Message;
+
 use super::Ingest;
-use super::limits::{self, Refusal};
+use super::cardinality::series_hash;
+use super::forward::Outgoing;
+use super::limits::{self, Incoming, Refusal};
 use super::pipeline::{Context, Verdict};
+use crate::remote_write::TimeSeries;
 use crate::telemetry::{CodeLabels, DropLabels, ReasonLabels};
 
 /// The answer to a sender.
@@ -38,7 +44,7 @@ impl Ingest {
         tenant: &str,
         content_type: Option<&str>,
         content_encoding: Option<&str>,
-        body: &[u8],
+        body: Bytes,
     ) -> Answer {
         let answer = self.receive_inner(tenant, content_type, content_encoding, body);
         self.metrics
@@ -69,7 +75,7 @@ impl Ingest {
         tenant: &str,
         content_type: Option<&str>,
         content_encoding: Option<&str>,
-        body: &[u8],
+        body: Bytes,
     ) -> Answer {
         let settings = self.settings.load();
         let config = &settings.config;
@@ -77,45 +83,81 @@ impl Ingest {
             self.refuse(&r);
             return Answer::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, r.message);
         }
-        let mut request = match limits::decode(body, config.max_decompressed_bytes) {
+        let refused = |r: Refusal| {
+            self.refuse(&r);
+            let status = if r.reason == "too_large" {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            Answer::new(status, r.message)
+        };
+        let raw = match limits::decompress(&body, config.max_decompressed_bytes) {
+            Ok(raw) => raw,
+            Err(r) => return refused(r),
+        };
+        let mut request = match limits::decode(&raw) {
             Ok(r) => r,
-            Err(r) => {
-                self.refuse(&r);
-                let status = if r.reason == "too_large" {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return Answer::new(status, r.message);
-            }
+            Err(r) => return refused(r),
         };
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
         let pipeline = settings.governance.for_tenant(tenant);
-        let cx = Context {
-            tracker: &self.tracker,
-            analytics: &self.analytics,
-            usage: &self.usage,
-            now: Instant::now(),
-            wall: SystemTime::now(),
-        };
+        let cx = Context::new(tenant, &self.tracker, &self.analytics, &self.usage);
         let drop_tenant = if settings.governance.has_rules(tenant) {
             tenant
         } else {
             "_other"
         };
         let mut refusals: Vec<Refusal> = Vec::new();
-        let mut kept = Vec::with_capacity(request.timeseries.len());
-        for mut series in std::mem::take(&mut request.timeseries) {
+        let received = request.series.len();
+        let mut kept = Vec::with_capacity(received);
+        // Series that pass every check as they came, under rules that change no label, are
+        // forwarded as their encoded bytes; the others are decoded and rebuilt.
+        let mut unchanged = 0;
+        for incoming in std::mem::take(&mut request.series) {
+            let mut series = match incoming {
+                Incoming::Plain(s) => {
+                    let labels = request.labels_of(&s);
+                    if !pipeline.rewrites() && limits::plain_ok(labels, &s, &config.limits, now_ms)
+                    {
+                        let hash = series_hash(labels);
+                        let samples = u64::from(s.samples);
+                        match pipeline.apply_unchanged(tenant, labels, hash, samples, &cx) {
+                            Verdict::Keep => {
+                                unchanged += 1;
+                                kept.push(Outgoing::encoded(s.encoded, hash, s.samples as usize));
+                            }
+                            Verdict::Drop { reason } => self.count_drop(drop_tenant, reason, false),
+                            Verdict::Reject(r) => {
+                                self.count_drop(drop_tenant, r.reason, false);
+                                refusals.push(r);
+                            }
+                        }
+                        continue;
+                    }
+                    match TimeSeries::decode(s.encoded) {
+                        Ok(t) => t,
+                        // The scanner only calls plain what prost decodes (tested in `wire`).
+                        Err(e) => {
+                            return refused(Refusal {
+                                reason: "protobuf",
+                                message: format!("not a remote-write WriteRequest: {e}"),
+                            });
+                        }
+                    }
+                }
+                Incoming::Owned(t) => t,
+            };
             if let Err(r) = limits::check_series(&mut series, &config.limits, now_ms) {
                 self.refuse(&r);
                 refusals.push(r);
                 continue;
             }
             match pipeline.apply(tenant, &mut series, &cx) {
-                Verdict::Keep => kept.push(series),
+                Verdict::Keep => kept.push(Outgoing::owned(series)),
                 Verdict::Drop { reason } => self.count_drop(drop_tenant, reason, false),
                 Verdict::Reject(r) => {
                     self.count_drop(drop_tenant, r.reason, false);
@@ -126,7 +168,9 @@ impl Ingest {
         let Some(forwarder) = &self.forwarder else {
             return Answer::new(StatusCode::NOT_FOUND, "the ingest gateway is disabled");
         };
-        match forwarder.accept(tenant, kept, request.metadata) {
+        // Every series forwarded as it came: the body itself can be.
+        let original = (unchanged == received).then_some(body);
+        match forwarder.accept_batch(tenant, kept, request.metadata, original) {
             Ok(n) => {
                 self.metrics.ingest.forwarded_series.inc_by(n as u64);
             }

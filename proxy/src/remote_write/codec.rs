@@ -81,6 +81,13 @@ pub fn decode_snappy<M: Message + Default>(
     body: &[u8],
     max_decompressed: usize,
 ) -> Result<M, CodecError> {
+    let raw = decompress(body, max_decompressed)?;
+    Ok(M::decode(raw.as_slice())?)
+}
+
+/// Decompress a snappy body, refusing one that claims more than `max_decompressed` bytes
+/// before allocating for it.
+pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, CodecError> {
     let claimed = snap::raw::decompress_len(body)?;
     if claimed > max_decompressed {
         return Err(CodecError::TooLarge {
@@ -88,6 +95,5 @@ pub fn decode_snappy<M: Message + Default>(
             limit: max_decompressed,
         });
     }
-    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
-    Ok(M::decode(raw.as_slice())?)
+    Ok(snap::raw::Decoder::new().decompress_vec(body)?)
 }

@@ -4,11 +4,12 @@
 
 pub mod codec;
 pub mod proto;
+pub mod wire;
 
 pub use codec::{
     CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF, CodecError,
     REMOTE_WRITE_VERSION, REMOTE_WRITE_VERSION_HEADER, decode_snappy, decode_write_request,
-    encode_series, encode_snappy, encode_write_request,
+    decompress, encode_series, encode_snappy, encode_write_request,
 };
 pub use proto::{
     BucketSpan, Exemplar, Histogram, Label, MetricMetadata, ReadRequest, ReadResponse, Sample,

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::thread;
 
 use super::*;
+use crate::remote_write::Label;
 
 fn lim(max_series: usize, max_series_per_metric: usize) -> CardinalityLimits {
     CardinalityLimits {
@@ -29,7 +30,7 @@ fn series_hash_separates_names_and_values() {
     assert_eq!(series_hash(&a), series_hash(&a.clone()));
     assert_ne!(series_hash(&a), series_hash(&b));
     assert_ne!(series_hash(&a), series_hash(&c));
-    assert_ne!(series_hash(&[]), series_hash(&[label("", "")]));
+    assert_ne!(series_hash::<Label>(&[]), series_hash(&[label("", "")]));
 }
 
 #[test]

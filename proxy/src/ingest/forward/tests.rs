@@ -166,3 +166,95 @@ async fn shards_split_series_by_their_labels() {
     f.accept("t", batch(2), vec![]).unwrap();
     assert!(f.stats().values().all(|s| s.queue_depth == 2));
 }
+
+/// Wait until the sink holds `n` requests; their bodies.
+async fn received(seen: &Seen, n: usize) -> Vec<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < n {
+        assert!(tokio::time::Instant::now() < deadline, "sink got < {n}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b.clone())
+        .collect()
+}
+
+/// The request's series as the scanner hands them to the forwarder.
+fn scanned(raw: &[u8]) -> Vec<Outgoing<'_>> {
+    let scanned = crate::remote_write::wire::scan(raw).unwrap();
+    scanned
+        .series
+        .iter()
+        .map(|s| {
+            let hash = series_hash(scanned.labels_of(s));
+            Outgoing::encoded(s.encoded, hash, s.samples as usize)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unchanged_request_is_forwarded_byte_for_byte_or_re_batched() {
+    let request = WriteRequest {
+        timeseries: vec![
+            ts("a", "1", &[(1, 1.0)]),
+            ts("a", "2", &[(1, 2.0)]),
+            ts("a", "3", &[(1, 3.0)]),
+        ],
+        metadata: vec![],
+    };
+    let body = crate::remote_write::encode_write_request(&request);
+    let raw = crate::remote_write::decompress(&body, 1 << 20).unwrap();
+    let metrics = Metrics::new();
+    // One batch fits: the body itself goes out.
+    let (url, seen) = sink().await;
+    let f = Forwarder::start(
+        &config(&[("s", url)], 10, 10),
+        metrics.collector.delivery.clone(),
+    )
+    .unwrap();
+    let n = f
+        .accept_batch("t", scanned(&raw), vec![], Some(body.clone().into()))
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(received(&seen, 1).await, vec![body.clone()]);
+    // Batches of 2: re-encoded from the series' bytes, same series in the same order.
+    let (url, seen) = sink().await;
+    let f = Forwarder::start(
+        &config(&[("s", url)], 10, 2),
+        metrics.collector.delivery.clone(),
+    )
+    .unwrap();
+    f.accept_batch("t", scanned(&raw), vec![], Some(body.into()))
+        .unwrap();
+    let got: Vec<TimeSeries> = received(&seen, 2)
+        .await
+        .iter()
+        .flat_map(|b| decode_write_request(b, 1 << 20).unwrap().timeseries)
+        .collect();
+    assert_eq!(got, request.timeseries);
+}
+
+#[tokio::test]
+async fn encoded_duplicates_are_merged_not_passed_through() {
+    let request = WriteRequest {
+        timeseries: vec![ts("a", "1", &[(2, 2.0)]), ts("a", "1", &[(1, 1.0)])],
+        metadata: vec![],
+    };
+    let body = crate::remote_write::encode_write_request(&request);
+    let raw = crate::remote_write::decompress(&body, 1 << 20).unwrap();
+    let (url, seen) = sink().await;
+    let metrics = Metrics::new();
+    let f = Forwarder::start(
+        &config(&[("s", url)], 10, 10),
+        metrics.collector.delivery.clone(),
+    )
+    .unwrap();
+    let n = f
+        .accept_batch("t", scanned(&raw), vec![], Some(body.into()))
+        .unwrap();
+    assert_eq!(n, 1);
+    let got = decode_write_request(&received(&seen, 1).await[0], 1 << 20).unwrap();
+    assert_eq!(got.timeseries, vec![ts("a", "1", &[(1, 1.0), (2, 2.0)])]);
+}

@@ -90,6 +90,12 @@ fn each_series_problem_has_its_reason() {
     assert!(check_series(&mut s, &limits(), now).is_ok());
 }
 
+/// Both steps, as the receiver runs them; the number of series decoded.
+fn decode(body: &[u8], max: usize) -> Result<usize, Refusal> {
+    let raw = decompress(body, max)?;
+    super::decode(&raw).map(|d| d.series.len())
+}
+
 #[test]
 fn bodies_are_refused_with_a_reason() {
     assert_eq!(decode(b"", 1000).unwrap_err().reason, "empty_body");
@@ -114,7 +120,7 @@ fn bodies_are_refused_with_a_reason() {
         timeseries: vec![series(&[("__name__", "up")], 1)],
         metadata: vec![],
     });
-    assert_eq!(decode(&ok, 1000).unwrap().timeseries.len(), 1);
+    assert_eq!(decode(&ok, 1000).unwrap(), 1);
 }
 
 #[test]
@@ -144,4 +150,49 @@ fn headers_are_checked() {
         check_headers(None, Some("gzip")).unwrap_err().reason,
         "content_encoding"
     );
+}
+
+#[test]
+fn plain_ok_exactly_when_check_series_passes_without_sorting() {
+    let now = 1_000_000;
+    let cases: Vec<TimeSeries> = vec![
+        series(&[("__name__", "up"), ("job", "a")], now),
+        series(&[("job", "a"), ("__name__", "up")], now),
+        series(&[("__name__", "up"), ("job", "a"), ("job", "b")], now),
+        series(&[("__name__", "up"), ("", "a")], now),
+        series(&[("__name__", ""), ("job", "a")], now),
+        series(&[("job", "a")], now),
+        series(&[("__name__", "up"), ("a_very_long_name", "a")], now),
+        series(&[("__name__", "up"), ("job", &"x".repeat(21))], now),
+        series(
+            &[
+                ("__name__", "up"),
+                ("a", ""),
+                ("b", ""),
+                ("c", ""),
+                ("d", ""),
+            ],
+            now,
+        ),
+        series(&[("__name__", "up")], now + 61_000),
+        series(&[("__name__", "up")], now + 60_000),
+    ];
+    for case in cases {
+        let body = encode_write_request(&WriteRequest {
+            timeseries: vec![case.clone()],
+            metadata: vec![],
+        });
+        let raw = decompress(&body, 1 << 20).unwrap();
+        let decoded = super::decode(&raw).unwrap();
+        let Incoming::Plain(s) = &decoded.series[0] else {
+            panic!("scanned")
+        };
+        let mut checked = case.clone();
+        let passes = check_series(&mut checked, &limits(), now).is_ok() && checked == case;
+        assert_eq!(
+            plain_ok(decoded.labels_of(s), s, &limits(), now),
+            passes,
+            "{case:?}"
+        );
+    }
 }

@@ -36,14 +36,8 @@ impl World {
             usage: Usage::new(Duration::from_secs(3600), SystemTime::now()),
         }
     }
-    fn cx(&self) -> Context<'_> {
-        Context {
-            tracker: &self.tracker,
-            analytics: &self.analytics,
-            usage: &self.usage,
-            now: Instant::now(),
-            wall: SystemTime::now(),
-        }
+    fn cx<'a>(&'a self, tenant: &'a str) -> Context<'a> {
+        Context::new(tenant, &self.tracker, &self.analytics, &self.usage)
     }
 }
 
@@ -81,7 +75,7 @@ fn rules_run_in_order_and_each_drop_has_its_reason() {
     let p = g.for_tenant("team-a");
     let run = |labels: &[(&str, &str)]| {
         let mut s = series(labels);
-        let v = p.apply("team-a", &mut s, &w.cx());
+        let v = p.apply("team-a", &mut s, &w.cx("team-a"));
         (v, s)
     };
     assert_eq!(
@@ -150,7 +144,10 @@ fn reject_answers_with_the_violation() {
     let g = governance(RULES);
     let w = World::new();
     let mut s = series(&[("__name__", "up")]);
-    match g.for_tenant("team-r").apply("team-r", &mut s, &w.cx()) {
+    match g
+        .for_tenant("team-r")
+        .apply("team-r", &mut s, &w.cx("team-r"))
+    {
         Verdict::Reject(r) => {
             assert_eq!(r.reason, "naming");
             assert!(
@@ -170,7 +167,8 @@ fn dry_run_forwards_unchanged_and_counts_apart() {
     let mut s = series(&[("__name__", "up"), ("job", "x")]);
     let before = s.clone();
     assert_eq!(
-        g.for_tenant("team-d").apply("team-d", &mut s, &w.cx()),
+        g.for_tenant("team-d")
+            .apply("team-d", &mut s, &w.cx("team-d")),
         Verdict::Keep
     );
     assert_eq!(s, before);
@@ -193,7 +191,8 @@ fn tenants_without_rules_get_the_default() {
     let w = World::new();
     let mut s = series(&[("__name__", "Anything-Goes")]);
     assert_eq!(
-        g.for_tenant("someone").apply("someone", &mut s, &w.cx()),
+        g.for_tenant("someone")
+            .apply("someone", &mut s, &w.cx("someone")),
         Verdict::Keep
     );
 }
