@@ -10,6 +10,7 @@ mod bad_input;
 mod binary;
 mod collector;
 mod collector_lab;
+mod faults;
 mod ingest;
 mod ingest_lab;
 mod isolation;
@@ -41,7 +42,7 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 7] = [
+    let suites: [Suite; 8] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
@@ -49,6 +50,7 @@ fn main() {
         ("binary", binary::cases),
         ("collector", collector::cases),
         ("ingest", ingest::cases),
+        ("faults", faults::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {
