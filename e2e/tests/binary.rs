@@ -7,19 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
-use crate::support::{Case, Env, case, send, workspace_root};
+use crate::support::{Case, Env, case, proxy_bin, send, workspace_root};
 
 pub fn cases() -> Vec<Case> {
     vec![case(
         "serves_reloads_on_sighup_and_keeps_secrets_out_of_logs",
         binary_end_to_end,
     )]
-}
-
-fn proxy_bin() -> std::path::PathBuf {
-    std::env::var_os("PROXY_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| workspace_root().join("target/debug/prometheus-multi-tenant-proxy"))
 }
 
 fn config(api: u16, admin: u16, header: &str, backends: &[String]) -> String {
