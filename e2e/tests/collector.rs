@@ -38,7 +38,7 @@ pub fn cases() -> Vec<Case> {
 
 const CYCLES_WAIT: Duration = Duration::from_secs(60);
 
-fn ok_cycles(job: &Value) -> u64 {
+pub fn ok_cycles(job: &Value) -> u64 {
     job["cycles_ok"].as_u64().unwrap_or(0)
 }
 
@@ -125,7 +125,7 @@ fn tenant_prometheus(env: &Env) -> Result<()> {
 }
 
 /// Raw samples of `selector` over `[start_ms, end_ms]`, keyed by labels minus `drop`.
-fn raw_samples(
+pub fn raw_samples(
     env: &Env,
     base: &str,
     selector: &str,

@@ -431,6 +431,172 @@ fn count_files(dir: &std::path::Path, ext: &str) -> Result<usize> {
     Ok(n)
 }
 
-fn collector_replica(_env: &Env) -> Result<()> {
+/// A counter exposition for the collector's source Prometheus: two series of namespace
+/// `fault-b` and one of another namespace, each increasing with time.
+pub fn counter_exposition(env: &Env, namespace: &str) -> Result<Served> {
+    let started = Instant::now();
+    let ns = namespace.to_string();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let v = started.elapsed().as_secs_f64();
+            let ns = ns.clone();
+            async move {
+                format!(
+                    "fault_cpu_seconds_total{{namespace=\"{ns}\",pod=\"p1\",job=\"kubelet\"}} {v}\n\
+                     fault_cpu_seconds_total{{namespace=\"{ns}\",pod=\"p2\",job=\"kubelet\"}} {}\n\
+                     fault_cpu_seconds_total{{namespace=\"elsewhere\",pod=\"x\",job=\"kubelet\"}} {v}\n",
+                    2.0 * v
+                )
+            }
+        }),
+    );
+    Served::start(env, app)
+}
+
+/// A scrape config for a source Prometheus scraping `target` every second.
+pub fn scrape_config(target: std::net::SocketAddr) -> String {
+    format!(
+        "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n  - job_name: src\n    honor_labels: true\n    static_configs: [{{targets: [\"{target}\"]}}]\n"
+    )
+}
+
+/// The MetricAccess CR: `namespace` gets `fault_cpu_seconds_total` written every 5 s to the
+/// Prometheus `prom-f.<namespace>.svc:9090`.
+pub fn collector_cr(namespace: &str) -> String {
+    format!(
+        "apiVersion: observability.ethos.io/v1alpha1\nkind: MetricAccess\nmetadata: {{name: cpu, namespace: {namespace}}}\nspec:\n  metricIsolation: true\n  metrics: [fault_cpu_seconds_total]\n  remoteWrite:\n    enabled: true\n    interval: 5s\n    target: {{type: prometheus}}\n    prometheus: {{serviceName: prom-f, servicePort: 9090}}\n"
+    )
+}
+
+/// The collector's `remote_write:` config section writing `prom-f.<namespace>.svc:9090` to `replica`.
+pub fn collector_section(secrets: &str, namespace: &str, replica: &str) -> String {
+    format!(
+        r#"remote_write:
+  enabled: true
+  collection_lag: 2s
+  min_backoff: 200ms
+  max_backoff: 1s
+  request_timeout: 5s
+  secrets_directory: "{secrets}"
+  allowed_urls: ['http://[a-z0-9-]+\.[a-z0-9-]+\.svc:9090/api/v1/write']
+  address_overrides:
+    "prom-f.{namespace}.svc:9090": "{replica}"
+"#
+    )
+}
+
+/// The collector's status of `namespace/cpu` from `/collected-metrics`, once `ready` holds.
+pub fn wait_collected(
+    env: &Env,
+    admin: &str,
+    namespace: &str,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    let url = format!("{admin}/collected-metrics");
+    eventually(Duration::from_secs(90), what, || {
+        let body = env.block_on(send(client().get(&url)))?.body;
+        let job = body["resources"]
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|j| j["namespace"] == namespace && j["name"] == "cpu")
+            })
+            .cloned()
+            .with_context(|| format!("{namespace}/cpu not in /collected-metrics: {body}"))?;
+        Ok(ready(&job).then_some(job))
+    })
+}
+
+/// The one target's `field` of a collector job.
+fn only_target(job: &serde_json::Value, field: &str) -> u64 {
+    job["targets"]
+        .as_object()
+        .and_then(|t| t.values().next())
+        .and_then(|t| t[field].as_u64())
+        .unwrap_or(0)
+}
+
+/// (b) The collector writes a tenant's series from a source Prometheus to the tenant's
+/// Prometheus; that Prometheus is SIGKILLed during collection for at least two cycles and then
+/// restarted: the collector keeps what it could not write in its queue, and after the catch-up
+/// the replica holds every sample the source had for the tenant over the collected window, and
+/// no series of another namespace.
+fn collector_replica(env: &Env) -> Result<()> {
+    let ns = "fault-b";
+    let exposition = counter_exposition(env, ns)?;
+    let source = e2e::Prometheus::start("fault-col-src", Some(&scrape_config(exposition.addr)))?;
+    let mut replica = e2e::Prometheus::start("fault-col-replica", None)?;
+    let dir = tempfile::tempdir()?;
+    let (tenants, secrets) = (dir.path().join("tenants"), dir.path().join("secrets"));
+    std::fs::create_dir_all(&tenants)?;
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(tenants.join("cr.yaml"), collector_cr(ns))?;
+    let config = format!(
+        "server: {{listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\"}}\ntenants: {{source: file, directory: \"{}\"}}\nproxy: {{enable_request_logging: false}}\nbackends: {{probe_interval: 1s, groups: [{{name: infra, members: [\"{}\"]}}]}}\n{}",
+        tenants.display(),
+        source.url(),
+        collector_section(&secrets.display().to_string(), ns, &replica.url())
+    );
+    let c = proxy::config::Config::from_yaml(&config, "faults-collector")?;
+    let proxy = env.block_on(proxy::http::start(c, None))?;
+    let admin = proxy.admin_url();
+    let cycles = crate::collector::ok_cycles;
+    let job = wait_collected(env, &admin, ns, "2 cycles written", |j| {
+        cycles(j) >= 2 && only_target(j, "requests_ok") >= 2
+    })?;
+    sigkill(replica.pid())?;
+    let at_kill = cycles(&job);
+    let during = wait_collected(env, &admin, ns, "2 cycles with the replica down", |j| {
+        cycles(j) >= at_kill + 2 && only_target(j, "queue_depth") >= 1
+    })?;
+    ensure!(
+        only_target(&during, "requests_retried") >= 1,
+        "retries while down: {during}"
+    );
+    replica.restart()?;
+    let after = wait_collected(env, &admin, ns, "the replica caught up", |j| {
+        cycles(j) >= at_kill + 3 && only_target(j, "queue_depth") == 0
+    })?;
+    ensure!(only_target(&after, "dropped_queue_full") == 0, "{after}");
+    let start = after["first_window_start_ms"]
+        .as_i64()
+        .context("no first window")?;
+    let end = after["collected_until_ms"]
+        .as_i64()
+        .context("nothing collected")?;
+    let selector = "fault_cpu_seconds_total";
+    let want = crate::collector::raw_samples(
+        env,
+        &source.url(),
+        &format!("{selector}{{namespace=\"{ns}\"}}"),
+        start,
+        end,
+        &[],
+    )?;
+    let samples: usize = want.values().map(Vec::len).sum();
+    ensure!(
+        want.len() == 2 && samples >= 2 * 10,
+        "the source should hold 2 series with samples over the window: {want:?}"
+    );
+    let got = crate::collector::raw_samples(env, &replica.url(), selector, start, end, &[])?;
+    if got != want {
+        let diff: Vec<_> = want
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.get("pod").cloned(),
+                    v.len(),
+                    got.get(k).map_or(0, Vec::len),
+                )
+            })
+            .collect();
+        anyhow::bail!(
+            "the replica differs from the source over [{start}, {end}] (pod, source samples, replica samples): {diff:?}; replica series: {:?}",
+            got.keys().collect::<Vec<_>>()
+        );
+    }
+    drop(proxy);
     Ok(())
 }
