@@ -15,6 +15,7 @@ mod ingest;
 mod ingest_lab;
 mod isolation;
 mod oracle;
+mod soak;
 mod support;
 
 use std::sync::Arc;
@@ -42,7 +43,7 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 8] = [
+    let suites: [Suite; 9] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
@@ -51,6 +52,7 @@ fn main() {
         ("collector", collector::cases),
         ("ingest", ingest::cases),
         ("faults", faults::cases),
+        ("soak", soak::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {
