@@ -15,7 +15,8 @@ use crate::ingest_lab::{
     gateway_config, now_ms, post_write, stored_samples, wait_until, write_body,
 };
 use crate::support::{
-    Answer, Case, Env, LabelSet, Served, case, client, proxy_bin, send, sigkill, workspace_root,
+    Answer, Case, Env, LabelSet, Served, built_proxy_bin, case, client, send, sigkill,
+    workspace_root,
 };
 
 pub fn cases() -> Vec<Case> {
@@ -347,14 +348,9 @@ fn slow_backend(env: &Env) -> Result<()> {
 /// go to disk; the binary is SIGKILLed; storage comes back and the binary is started again:
 /// every acknowledged sample reaches storage.
 fn binary_spill(env: &Env) -> Result<()> {
-    let bin = proxy_bin();
-    if !bin.exists() {
-        e2e::tools::skip_or_fail(&format!(
-            "{} is not built: run `cargo xtask test`",
-            bin.display()
-        ));
+    let Some(bin) = built_proxy_bin() else {
         return Ok(());
-    }
+    };
     let mut storage = e2e::Prometheus::start("fault-spill-storage", None)?;
     storage.stop_keeping_data();
     let dir = tempfile::tempdir()?;
@@ -471,18 +467,9 @@ pub fn collector_cr(namespace: &str) -> String {
 
 /// The collector's `remote_write:` config section writing `prom-f.<namespace>.svc:9090` to `replica`.
 pub fn collector_section(secrets: &str, namespace: &str, replica: &str) -> String {
-    format!(
-        r#"remote_write:
-  enabled: true
-  collection_lag: 2s
-  min_backoff: 200ms
-  max_backoff: 1s
-  request_timeout: 5s
-  secrets_directory: "{secrets}"
-  allowed_urls: ['http://[a-z0-9-]+\.[a-z0-9-]+\.svc:9090/api/v1/write']
-  address_overrides:
-    "prom-f.{namespace}.svc:9090": "{replica}"
-"#
+    crate::collector_lab::remote_write_section(
+        secrets,
+        &format!("    \"prom-f.{namespace}.svc:9090\": \"{replica}\"\n"),
     )
 }
 
@@ -581,22 +568,8 @@ fn collector_replica(env: &Env) -> Result<()> {
         "the source should hold 2 series with samples over the window: {want:?}"
     );
     let got = crate::collector::raw_samples(env, &replica.url(), selector, start, end, &[])?;
-    if got != want {
-        let diff: Vec<_> = want
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.get("pod").cloned(),
-                    v.len(),
-                    got.get(k).map_or(0, Vec::len),
-                )
-            })
-            .collect();
-        anyhow::bail!(
-            "the replica differs from the source over [{start}, {end}] (pod, source samples, replica samples): {diff:?}; replica series: {:?}",
-            got.keys().collect::<Vec<_>>()
-        );
-    }
+    crate::collector::ensure_same_samples(&want, &got, "the replica")
+        .with_context(|| format!("over [{start}, {end}]"))?;
     drop(proxy);
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::faults::{
 };
 use crate::ingest_lab::{now_ms, stored_samples, wait_until};
 use crate::support::{
-    Case, Env, LabelSet, TENANTS, case, client, expected_clauses, label_set, proxy_bin, send,
+    Case, Env, LabelSet, TENANTS, built_proxy_bin, case, client, expected_clauses, label_set, send,
     series_set, workspace_root,
 };
 
@@ -54,14 +54,9 @@ struct Tally {
 }
 
 fn soak(env: &Env) -> Result<()> {
-    let bin = proxy_bin();
-    if !bin.exists() {
-        e2e::tools::skip_or_fail(&format!(
-            "{} is not built: run `cargo xtask test`",
-            bin.display()
-        ));
+    let Some(bin) = built_proxy_bin() else {
         return Ok(());
-    }
+    };
     let run_for = duration();
     // Infrastructure Prometheus: the lab workload seeded over the last 30 minutes, plus a live
     // scrape of counters for the collector.
@@ -168,7 +163,7 @@ auth: {{mode: header, header: {{name: X-Tenant-Namespace}}}}
         let ts = now_ms().max(last_ts + 1);
         last_ts = ts;
         write_once(env, &base, tick, ts, &mut tally);
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             tally.peak_rss_kib = tally
                 .peak_rss_kib
                 .max(proc_status_kib(pid, "VmRSS:").unwrap_or(0));

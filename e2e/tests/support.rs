@@ -709,3 +709,16 @@ pub fn proxy_bin() -> std::path::PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"));
     target.join("debug/prometheus-multi-tenant-proxy")
 }
+
+/// [`proxy_bin`] when it is built; else skipped loudly (a failure in CI) and `None`.
+pub fn built_proxy_bin() -> Option<std::path::PathBuf> {
+    let bin = proxy_bin();
+    if bin.exists() {
+        return Some(bin);
+    }
+    e2e::tools::skip_or_fail(&format!(
+        "{} is not built: run `cargo xtask test`",
+        bin.display()
+    ));
+    None
+}

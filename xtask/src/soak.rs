@@ -4,12 +4,11 @@
 //! killed on exit, drives them on loopback at a steady rate, prints a summary table and fails on
 //! a lost acknowledged sample, a cross-tenant series or a peak RSS over the bound.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use crate::test_cmd::{build_bins, cargo, debug_bin};
+use crate::test_cmd::{build_bins, cargo_with_env, debug_bin};
 use crate::tools;
 
 /// Arguments of `cargo xtask soak`.
@@ -32,10 +31,10 @@ fn parse_minutes(s: &str) -> Result<f64, String> {
 }
 
 /// A tool from its environment variable when that names a file, else installed by `tools`.
-fn tool_paths(root: &Path) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+fn tool_paths(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let from_env = |k: &str| {
         std::env::var_os(k)
-            .map(std::path::PathBuf::from)
+            .map(PathBuf::from)
             .filter(|p| p.is_file())
     };
     match (from_env("PROMETHEUS_BIN"), from_env("PUSHGATEWAY_BIN")) {
@@ -69,23 +68,16 @@ pub fn run(root: &Path, args: &SoakArgs) -> anyhow::Result<i32> {
     if !proxy.is_file() {
         bail!("{} is missing after the build", proxy.display());
     }
-    let seconds = format!("{}", args.minutes * 60.0);
-    let test_args = soak_test_args();
-    println!(
-        "+ PMTP_SOAK_SECONDS={seconds} PROXY_BIN={} cargo {}",
-        proxy.display(),
-        test_args.join(" ")
-    );
-    let status = Command::new(cargo())
-        .args(&test_args)
-        .env("PMTP_SOAK_SECONDS", &seconds)
-        .env("PROMETHEUS_BIN", &prometheus)
-        .env("PUSHGATEWAY_BIN", &pushgateway)
-        .env("PROXY_BIN", &proxy)
-        .current_dir(root)
-        .status()
-        .context("running cargo test")?;
-    Ok(status.code().unwrap_or(1))
+    let env = [
+        (
+            "PMTP_SOAK_SECONDS",
+            PathBuf::from(format!("{}", args.minutes * 60.0)),
+        ),
+        ("PROMETHEUS_BIN", prometheus),
+        ("PUSHGATEWAY_BIN", pushgateway),
+        ("PROXY_BIN", proxy),
+    ];
+    cargo_with_env(root, &soak_test_args(), &env)
 }
 
 #[cfg(test)]
