@@ -7,19 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
-use crate::support::{Case, Env, case, send, workspace_root};
+use crate::support::{Case, Env, built_proxy_bin, case, send, workspace_root};
 
 pub fn cases() -> Vec<Case> {
     vec![case(
         "serves_reloads_on_sighup_and_keeps_secrets_out_of_logs",
         binary_end_to_end,
     )]
-}
-
-fn proxy_bin() -> std::path::PathBuf {
-    std::env::var_os("PROXY_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| workspace_root().join("target/debug/prometheus-multi-tenant-proxy"))
 }
 
 fn config(api: u16, admin: u16, header: &str, backends: &[String]) -> String {
@@ -35,14 +29,9 @@ fn config(api: u16, admin: u16, header: &str, backends: &[String]) -> String {
 }
 
 fn binary_end_to_end(env: &Env) -> Result<()> {
-    let bin = proxy_bin();
-    if !bin.exists() {
-        e2e::tools::skip_or_fail(&format!(
-            "{} is not built: run `cargo xtask test`",
-            bin.display()
-        ));
+    let Some(bin) = built_proxy_bin() else {
         return Ok(());
-    }
+    };
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("config.yaml");
     let (api, admin) = (e2e::process::free_port(), e2e::process::free_port());

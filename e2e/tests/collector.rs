@@ -38,7 +38,7 @@ pub fn cases() -> Vec<Case> {
 
 const CYCLES_WAIT: Duration = Duration::from_secs(60);
 
-fn ok_cycles(job: &Value) -> u64 {
+pub fn ok_cycles(job: &Value) -> u64 {
     job["cycles_ok"].as_u64().unwrap_or(0)
 }
 
@@ -125,7 +125,7 @@ fn tenant_prometheus(env: &Env) -> Result<()> {
 }
 
 /// Raw samples of `selector` over `[start_ms, end_ms]`, keyed by labels minus `drop`.
-fn raw_samples(
+pub fn raw_samples(
     env: &Env,
     base: &str,
     selector: &str,
@@ -267,21 +267,33 @@ fn compare_replicas_with_source(
     let replicas = lab.col_b.lock().unwrap_or_else(|e| e.into_inner());
     for (i, replica) in replicas.iter().enumerate() {
         let got = raw_samples(env, &replica.url(), selector, start, end, &["metrics_path"])?;
-        if got != want {
-            let missing: Vec<_> = want
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.get("pod").cloned(),
-                        v.len(),
-                        got.get(k).map_or(0, Vec::len),
-                    )
-                })
-                .collect();
-            bail!(
-                "replica {i} differs from the source over [{start}, {end}] (pod, source samples, replica samples): {missing:?}"
-            );
-        }
+        ensure_same_samples(&want, &got, &format!("replica {i}"))
+            .with_context(|| format!("over [{start}, {end}]"))?;
+    }
+    Ok(())
+}
+
+/// `got` (a tenant's Prometheus) holds exactly the raw samples `want` (the source) has.
+pub fn ensure_same_samples(
+    want: &BTreeMap<LabelSet, Vec<(i64, String)>>,
+    got: &BTreeMap<LabelSet, Vec<(i64, String)>>,
+    who: &str,
+) -> Result<()> {
+    if got != want {
+        let missing: Vec<_> = want
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.get("pod").cloned(),
+                    v.len(),
+                    got.get(k).map_or(0, Vec::len),
+                )
+            })
+            .collect();
+        bail!(
+            "{who} differs from the source (pod, source samples, {who} samples): {missing:?}; {who} series: {:?}",
+            got.keys().collect::<Vec<_>>()
+        );
     }
     Ok(())
 }

@@ -444,18 +444,9 @@ proxy: {{enable_request_logging: false}}
 backends:
   probe_interval: 1s
   groups: [{{name: infra, members: ["{a}", "{b}"]}}]
-remote_write:
-  enabled: true
-  collection_lag: 2s
-  min_backoff: 200ms
-  max_backoff: 1s
-  request_timeout: 5s
-  secrets_directory: "{secrets}"
-  allowed_urls: ['http://[a-z0-9-]+\.[a-z0-9-]+\.svc:9090/api/v1/write']
-  address_overrides:
-{overrides}"#,
+{collector}"#,
+            collector = remote_write_section(&secrets.path().display().to_string(), &overrides),
             tenants = tenants.path().display(),
-            secrets = secrets.path().display(),
             a = sources[0].url(),
             b = sources[1].url(),
         );
@@ -529,4 +520,21 @@ pub fn target_u64(job: &Value, target: &str, field: &str) -> u64 {
 /// The basic-auth header for the receiver.
 pub fn auth_header() -> String {
     e2e::prometheus::basic_auth_header(AUTH_USER, AUTH_PASSWORD)
+}
+
+/// The collector's `remote_write:` config section: fast retries, the Kubernetes service URLs
+/// allowed, and `overrides` (YAML lines `    "host:port": "url"`) to reach the local processes.
+pub fn remote_write_section(secrets: &str, overrides: &str) -> String {
+    format!(
+        r#"remote_write:
+  enabled: true
+  collection_lag: 2s
+  min_backoff: 200ms
+  max_backoff: 1s
+  request_timeout: 5s
+  secrets_directory: "{secrets}"
+  allowed_urls: ['http://[a-z0-9-]+\.[a-z0-9-]+\.svc:9090/api/v1/write']
+  address_overrides:
+{overrides}"#
+    )
 }

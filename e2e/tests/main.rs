@@ -10,10 +10,12 @@ mod bad_input;
 mod binary;
 mod collector;
 mod collector_lab;
+mod faults;
 mod ingest;
 mod ingest_lab;
 mod isolation;
 mod oracle;
+mod soak;
 mod support;
 
 use std::sync::Arc;
@@ -41,7 +43,7 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 7] = [
+    let suites: [Suite; 9] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
@@ -49,6 +51,8 @@ fn main() {
         ("binary", binary::cases),
         ("collector", collector::cases),
         ("ingest", ingest::cases),
+        ("faults", faults::cases),
+        ("soak", soak::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {

@@ -560,19 +560,7 @@ pub async fn start_proxy(
     tenants: &std::path::Path,
     backends: &[String],
 ) -> Result<proxy::http::RunningProxy> {
-    let members: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\ntenants:\n  directory: {:?}\nproxy:\n  backend_timeout: 10s\nbackends:\n  probe_interval: 500ms\n  probe_timeout: 500ms\n  groups:\n    - name: infra\n      members: [{}]\n",
-        tenants.display().to_string(),
-        members.join(", ")
-    );
-    let config = proxy::config::Config::from_yaml(&yaml, "e2e")?;
-    let running = proxy::http::start(config, None).await?;
-    running
-        .wait_ready(Duration::from_secs(15))
-        .await
-        .map_err(|e| anyhow::anyhow!("proxy not ready: {e}"))?;
-    Ok(running)
+    start_proxy_timeout(tenants, backends, "10s").await
 }
 
 /// One request the fake backend received: its parameters (URL and form body) and headers.
@@ -649,4 +637,88 @@ impl FakeBackend {
             .and_then(|c| c.last().map(|l| l.1.clone()))
             .unwrap_or_default()
     }
+}
+
+// ---- Fault injection and soak helpers (e2e/tests/faults.rs, e2e/tests/soak.rs) ----
+
+/// Start the proxy in-process as [`start_proxy`] does, with the given `proxy.backend_timeout`.
+pub async fn start_proxy_timeout(
+    tenants: &std::path::Path,
+    backends: &[String],
+    backend_timeout: &str,
+) -> Result<proxy::http::RunningProxy> {
+    let members: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\ntenants:\n  directory: {:?}\nproxy:\n  backend_timeout: {backend_timeout}\nbackends:\n  probe_interval: 500ms\n  probe_timeout: 500ms\n  groups:\n    - name: infra\n      members: [{}]\n",
+        tenants.display().to_string(),
+        members.join(", ")
+    );
+    let config = proxy::config::Config::from_yaml(&yaml, "e2e")?;
+    let running = proxy::http::start(config, None).await?;
+    running
+        .wait_ready(Duration::from_secs(15))
+        .await
+        .map_err(|e| anyhow::anyhow!("proxy not ready: {e}"))?;
+    Ok(running)
+}
+
+/// SIGKILL a process this test started (by its PID): a crash, no graceful shutdown.
+pub fn sigkill(pid: u32) -> Result<()> {
+    ensure!(pid != 0, "no process to kill");
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -KILL {pid} failed");
+    Ok(())
+}
+
+/// An axum app served on an ephemeral loopback port of the shared runtime, stopped on drop.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Served {
+    pub fn start(env: &Env, app: axum::Router) -> Result<Served> {
+        let listener = env.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        let task = env.rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Served { addr, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// The proxy binary: `PROXY_BIN`, else `$CARGO_TARGET_DIR/debug/…`, else `<workspace>/target/debug/…`.
+pub fn proxy_bin() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("PROXY_BIN") {
+        return bin.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug/prometheus-multi-tenant-proxy")
+}
+
+/// [`proxy_bin`] when it is built; else skipped loudly (a failure in CI) and `None`.
+pub fn built_proxy_bin() -> Option<std::path::PathBuf> {
+    let bin = proxy_bin();
+    if bin.exists() {
+        return Some(bin);
+    }
+    e2e::tools::skip_or_fail(&format!(
+        "{} is not built: run `cargo xtask test`",
+        bin.display()
+    ));
+    None
 }

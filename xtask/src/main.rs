@@ -11,6 +11,7 @@ mod lab;
 mod pidfile;
 mod procs;
 mod render;
+mod soak;
 mod test_cmd;
 mod tools;
 mod validate;
@@ -59,6 +60,10 @@ enum Cmd {
     /// ingest | read | rewrite | collector | memory | all. Prints one table and writes
     /// docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Bounded soak: the proxy binary (reads + collector + ingest) under steady load for
+    /// `--minutes N` (fractions allowed); fails on a lost acknowledged sample, a cross-tenant
+    /// series or a peak RSS over the bound, and prints a summary table.
+    Soak(soak::SoakArgs),
     /// Write the ArgoCD cluster Secret for a kind cluster from `kind get kubeconfig
     /// --internal` output (a step of `cargo xtask up --kind`).
     #[command(hide = true)]
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Cmd::E2e(args) => kind::e2e(&root, &args).map(|_| 0),
         Cmd::Validate => validate::run(&root),
         Cmd::Bench(args) => bench::run(&root, &args),
+        Cmd::Soak(args) => soak::run(&root, &args),
         Cmd::KindSecret {
             role,
             kubeconfig,

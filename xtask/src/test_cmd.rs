@@ -91,21 +91,32 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<i32> {
         ("PROXY_BIN", proxy),
     ];
     let test_args = test_command_args(&args.cargo_args);
+    cargo_with_env(root, &test_args, &env)
+}
+
+/// Echo `VAR=value … cargo <args>` (and CI when set), run it with those variables added to our
+/// environment, and return cargo's exit code.
+pub fn cargo_with_env<A: AsRef<str>>(
+    root: &Path,
+    args: &[A],
+    env: &[(&str, PathBuf)],
+) -> anyhow::Result<i32> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let mut line = String::new();
-    for (k, v) in &env {
+    for (k, v) in env {
         line.push_str(&format!("{k}={} ", v.display()));
     }
     if let Some(ci) = std::env::var_os("CI") {
         line.push_str(&format!("CI={} ", ci.to_string_lossy()));
     }
-    println!("+ {line}cargo {}", test_args.join(" "));
+    println!("+ {line}cargo {}", args.join(" "));
     // CI and everything else is inherited from our environment.
     let status = Command::new(cargo())
-        .args(&test_args)
+        .args(&args)
         .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
         .current_dir(root)
         .status()
-        .context("running cargo test")?;
+        .context("running cargo")?;
     Ok(status.code().unwrap_or(1))
 }
 
