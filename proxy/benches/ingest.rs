@@ -22,6 +22,10 @@ use proxy::telemetry::Metrics;
 #[path = "support/workload.rs"]
 mod workload;
 
+// The allocator of the proxy binary (src/main.rs): the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SERIES: usize = 2000;
 
 fn bench(c: &mut Criterion) {

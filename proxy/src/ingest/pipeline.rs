@@ -72,7 +72,12 @@ pub struct Context<'a> {
     now: Instant,
     wall: SystemTime,
     samples: RefCell<HashMap<String, u64>>,
+    /// Dropped series by metric, then (reason, dry run).
+    drops: RefCell<HashMap<String, Vec<DropCount>>>,
 }
+
+/// Series dropped for a reason, in dry run or not.
+type DropCount = (&'static str, bool, u64);
 
 impl<'a> Context<'a> {
     pub fn new(
@@ -90,6 +95,22 @@ impl<'a> Context<'a> {
             now: Instant::now(),
             wall: SystemTime::now(),
             samples: RefCell::new(HashMap::new()),
+            drops: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn count_drop(&self, metric: &str, reason: &'static str, dry_run: bool) {
+        let mut drops = self.drops.borrow_mut();
+        let counts = match drops.get_mut(metric) {
+            Some(c) => c,
+            None => drops.entry(metric.to_owned()).or_default(),
+        };
+        match counts
+            .iter_mut()
+            .find(|(r, d, _)| *r == reason && *d == dry_run)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((reason, dry_run, 1)),
         }
     }
 
@@ -109,6 +130,12 @@ impl Drop for Context<'_> {
         for (metric, n) in self.samples.get_mut().drain() {
             self.analytics
                 .record_samples(self.tenant, &metric, n, self.now);
+        }
+        for (metric, counts) in self.drops.get_mut().drain() {
+            for (reason, dry_run, n) in counts {
+                self.analytics
+                    .record_drop(self.tenant, &metric, reason, n, dry_run);
+            }
         }
     }
 }
@@ -197,14 +224,14 @@ impl TenantPipeline {
             if let Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) =
                 self.run(tenant, &mut copy, cx)
             {
-                cx.analytics.record_drop(tenant, &metric, reason, 1, true);
+                cx.count_drop(&metric, reason, true);
             }
             cx.analytics
                 .record_samples(tenant, &metric, samples, cx.now);
             return Verdict::Keep;
         }
         let verdict = self.run(tenant, &mut series.labels, cx);
-        account(&verdict, tenant, metric_name(&series.labels), samples, cx);
+        account(&verdict, metric_name(&series.labels), samples, cx);
         verdict
     }
 
@@ -226,7 +253,7 @@ impl TenantPipeline {
             Some(v) => v,
             None => self.judge(tenant, labels, hash, cx),
         };
-        account(&verdict, tenant, metric_name(labels), samples, cx);
+        account(&verdict, metric_name(labels), samples, cx);
         verdict
     }
 
@@ -293,7 +320,7 @@ impl TenantPipeline {
             UnusedAction::Off => {}
             UnusedAction::Report => {
                 if cx.usage.is_unused(tenant, metric, cx.wall) {
-                    cx.analytics.record_drop(tenant, metric, "unused", 1, true);
+                    cx.count_drop(metric, "unused", true);
                 }
             }
             UnusedAction::Drop => {
@@ -307,11 +334,11 @@ impl TenantPipeline {
 }
 
 /// Samples kept, or the series dropped, in the tenant's analytics.
-fn account(verdict: &Verdict, tenant: &str, metric: &str, samples: u64, cx: &Context<'_>) {
+fn account(verdict: &Verdict, metric: &str, samples: u64, cx: &Context<'_>) {
     match verdict {
         Verdict::Keep => cx.count_samples(metric, samples),
         Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) => {
-            cx.analytics.record_drop(tenant, metric, reason, 1, false);
+            cx.count_drop(metric, reason, false);
         }
     }
 }

@@ -8,14 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 
 use bytes::Bytes;
-use prost::Message;
 
 use super::Ingest;
 use super::cardinality::series_hash;
 use super::forward::Outgoing;
 use super::limits::{self, Incoming, Refusal};
 use super::pipeline::{Context, Verdict};
-use crate::remote_write::TimeSeries;
 use crate::telemetry::{CodeLabels, DropLabels, ReasonLabels};
 
 /// The answer to a sender.
@@ -138,13 +136,13 @@ impl Ingest {
                         }
                         continue;
                     }
-                    match TimeSeries::decode(s.encoded) {
-                        Ok(t) => t,
-                        // The scanner only calls plain what prost decodes (tested in `wire`).
-                        Err(e) => {
+                    match s.to_owned(labels) {
+                        Some(t) => t,
+                        // `Plain` series are the scanner's own (tested in `wire`).
+                        None => {
                             return refused(Refusal {
                                 reason: "protobuf",
-                                message: format!("not a remote-write WriteRequest: {e}"),
+                                message: "not a remote-write WriteRequest".into(),
                             });
                         }
                     }

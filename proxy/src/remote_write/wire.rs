@@ -9,7 +9,7 @@
 //! error returns `Err` and the caller decodes the whole request with prost, whose error it then
 //! reports. So the scanner never accepts what prost would refuse, and never has to word errors.
 
-use super::proto::Label;
+use super::proto::{Label, Sample, TimeSeries};
 
 /// A label borrowed from the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +281,53 @@ fn scan_sample(encoded: &[u8]) -> Result<Option<i64>, NotScanned> {
         }
     }
     Ok(Some(timestamp.unwrap_or(0)))
+}
+
+impl SeriesRef<'_> {
+    /// The owned series of a plain one (`labels` from [`Scanned::labels_of`]), without
+    /// decoding its labels a second time. `None` if the series is not plain.
+    pub fn to_owned(&self, labels: &[LabelRef<'_>]) -> Option<TimeSeries> {
+        if !self.plain {
+            return None;
+        }
+        let mut samples = Vec::with_capacity(self.samples as usize);
+        let mut r = Reader { buf: self.encoded };
+        while !r.buf.is_empty() {
+            let (field, _) = r.key().ok()?;
+            let bytes = r.bytes().ok()?;
+            if field == 2 {
+                samples.push(read_sample(bytes)?);
+            }
+        }
+        Some(TimeSeries {
+            labels: labels
+                .iter()
+                .map(|l| Label {
+                    name: l.name.to_owned(),
+                    value: l.value.to_owned(),
+                })
+                .collect(),
+            samples,
+            ..Default::default()
+        })
+    }
+}
+
+/// A float sample of a plain series (fields 1 and 2, each at most once, as scanned).
+fn read_sample(encoded: &[u8]) -> Option<Sample> {
+    let mut r = Reader { buf: encoded };
+    let mut sample = Sample::default();
+    while !r.buf.is_empty() {
+        match r.key().ok()? {
+            (1, FIXED64) => {
+                let bytes: [u8; 8] = r.take(8).ok()?.try_into().ok()?;
+                sample.value = f64::from_le_bytes(bytes);
+            }
+            (2, VARINT) => sample.timestamp = r.varint().ok()? as i64,
+            _ => return None,
+        }
+    }
+    Some(sample)
 }
 
 /// Append `encoded` (a `TimeSeries` message) to a `WriteRequest` body as field 1.

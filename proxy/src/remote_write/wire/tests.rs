@@ -72,6 +72,9 @@ fn scan_reads_what_prost_reads() {
         assert_eq!(s.max_timestamp, newest.unwrap_or(i64::MIN));
         assert_eq!(TimeSeries::decode(s.encoded).expect("decodes"), *want);
         assert_eq!(s.plain, want.exemplars.is_empty());
+        if s.plain {
+            assert_eq!(s.to_owned(scanned.labels_of(s)).as_ref(), Some(want));
+        }
     }
     assert_eq!(scanned.metadata.len(), 1);
     assert_eq!(
