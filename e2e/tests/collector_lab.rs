@@ -444,6 +444,7 @@ proxy: {{enable_request_logging: false}}
 backends:
   probe_interval: 1s
   groups: [{{name: infra, members: ["{a}", "{b}"]}}]
+auth: {{mode: header}}
 remote_write:
   enabled: true
   collection_lag: 2s

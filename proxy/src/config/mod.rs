@@ -293,10 +293,12 @@ pub struct BackendGroup {
     pub members: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// How a request names its tenant. There is no default: a config must say which one, because
+/// `header` trusts whatever the client sends and is only safe behind a gateway that sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
-    #[default]
+    /// The tenant header (`auth.header.name`) names the tenant: only behind a trusted gateway.
     Header,
     Bearer,
     /// A service-account token checked with a TokenReview; its namespace is the tenant.
@@ -308,11 +310,17 @@ pub enum AuthMode {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    pub mode: AuthMode,
+    /// Required: a config without it is refused (see [`AuthConfig::MODE_UNSET`]).
+    pub mode: Option<AuthMode>,
     pub header: HeaderAuthConfig,
     pub bearer: BearerAuthConfig,
     pub kubernetes: KubernetesAuthConfig,
     pub jwt: JwtAuthConfig,
+}
+
+impl AuthConfig {
+    /// The error of a config that does not set `auth.mode`.
+    pub const MODE_UNSET: &'static str = "auth.mode is not set: set it to bearer, kubernetes or jwt, or to header only behind a trusted gateway that sets X-Tenant-Namespace (header mode believes whatever tenant the client names)";
 }
 
 /// `auth.mode: kubernetes`: `Authorization: Bearer <service-account token>`, validated with a

@@ -124,7 +124,10 @@ impl Config {
                 self.auth.header.name
             ));
         }
-        if self.auth.mode == AuthMode::Bearer && self.auth.bearer.tokens.is_empty() {
+        if self.auth.mode.is_none() {
+            p.push(super::AuthConfig::MODE_UNSET.into());
+        }
+        if self.auth.mode == Some(AuthMode::Bearer) && self.auth.bearer.tokens.is_empty() {
             p.push("auth.bearer.tokens: bearer mode needs at least one token".into());
         }
         for (i, t) in self.auth.bearer.tokens.iter().enumerate() {
@@ -189,7 +192,7 @@ impl Config {
     fn token_auth_problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         match self.auth.mode {
-            AuthMode::Kubernetes => {
+            Some(AuthMode::Kubernetes) => {
                 let k = &self.auth.kubernetes;
                 if k.cache_ttl.is_zero() {
                     p.push("auth.kubernetes.cache_ttl: must be greater than 0 (every request would be a TokenReview)".into());
@@ -211,7 +214,7 @@ impl Config {
                     }
                 }
             }
-            AuthMode::Jwt => {
+            Some(AuthMode::Jwt) => {
                 let j = &self.auth.jwt;
                 if j.issuer.trim().is_empty() {
                     p.push("auth.jwt.issuer: required (the tokens' `iss`)".into());
@@ -242,7 +245,7 @@ impl Config {
                     _ => p.push("auth.jwt: set exactly one of jwks_file or jwks_url".into()),
                 }
             }
-            AuthMode::Header | AuthMode::Bearer => {}
+            Some(AuthMode::Header | AuthMode::Bearer) | None => {}
         }
         p
     }

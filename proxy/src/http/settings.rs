@@ -44,6 +44,8 @@ pub enum SettingsError {
     JwksSource,
     #[error("auth.bearer.tokens[{0}]: set exactly one of sha256 or token_file")]
     TokenSource(usize),
+    #[error("{}", crate::config::AuthConfig::MODE_UNSET)]
+    AuthModeUnset,
 }
 
 impl RuntimeSettings {
@@ -54,7 +56,10 @@ impl RuntimeSettings {
         };
         let tenant_namespaces =
             (!config.tenants.watch_all_namespaces).then(|| config.tenants.namespaces.clone());
-        let auth = match config.auth.mode {
+        let Some(mode) = config.auth.mode else {
+            return Err(SettingsError::AuthModeUnset);
+        };
+        let auth = match mode {
             AuthMode::Header => AuthSettings::Header {
                 header: config.auth.header.name.clone(),
                 query_param: config.auth.header.query_param.clone(),
