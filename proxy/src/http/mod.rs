@@ -10,6 +10,7 @@ pub mod observe;
 pub mod params;
 pub mod prom_api;
 pub mod reload;
+pub mod rules;
 pub mod server;
 pub mod settings;
 
@@ -394,6 +395,7 @@ impl IntoResponse for Refusal {
 /// The tenant-facing router: enforced Prometheus API routes and health; everything else 403.
 pub fn api_router(state: AppState) -> Router {
     let router = prom_api::routes()
+        .merge(rules::routes())
         .merge(ingest::api_routes())
         .merge(health_routes())
         .fallback(unsupported_path)
