@@ -14,6 +14,7 @@ mod ingest;
 mod ingest_lab;
 mod isolation;
 mod oracle;
+mod rules;
 mod support;
 
 use std::sync::Arc;
@@ -41,7 +42,7 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 7] = [
+    let suites: [Suite; 8] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
@@ -49,6 +50,7 @@ fn main() {
         ("binary", binary::cases),
         ("collector", collector::cases),
         ("ingest", ingest::cases),
+        ("rules", rules::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {
