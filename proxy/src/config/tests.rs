@@ -462,3 +462,33 @@ fn auth_mode_must_be_set_explicitly() {
     let e = crate::http::RuntimeSettings::from_config(&Config::default()).unwrap_err();
     assert!(e.to_string().starts_with("auth.mode is not set"), "{e}");
 }
+
+#[test]
+fn server_limits_and_tls_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let text = format!(
+        "server:\n  request_timeout: 5s\n  header_read_timeout: 2s\n  max_header_bytes: 9000\n  tls: {{cert_file: tls.crt, key_file: /abs/tls.key}}\n{}",
+        minimal()
+    );
+    std::fs::write(&path, text).unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.server.request_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(c.server.max_header_bytes, 9000);
+    let tls = c.server.tls.unwrap();
+    assert_eq!(tls.cert_file, dir.path().join("tls.crt"));
+    assert_eq!(tls.key_file, PathBuf::from("/abs/tls.key"));
+    let bad = format!(
+        "server:\n  request_timeout: 0s\n  header_read_timeout: 0s\n  max_header_bytes: 100\n{}",
+        minimal()
+    );
+    let e = Config::from_yaml(&bad, "c.yaml").unwrap_err().to_string();
+    for needle in [
+        "server.request_timeout: must be greater than 0",
+        "server.header_read_timeout: must be greater than 0",
+        "server.max_header_bytes: must be at least 8192",
+    ] {
+        assert!(e.contains(needle), "{needle} not in {e}");
+    }
+}

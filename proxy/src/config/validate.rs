@@ -29,7 +29,15 @@ impl Config {
         if !self.tenants.watch_all_namespaces && self.tenants.namespaces.is_empty() {
             p.push("tenants.namespaces: list the namespaces to watch, or set watch_all_namespaces: true".into());
         }
+        if self.server.max_header_bytes < 8192 {
+            p.push("server.max_header_bytes: must be at least 8192".into());
+        }
         for (key, d) in [
+            ("server.request_timeout", self.server.request_timeout),
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
             ("proxy.backend_timeout", self.proxy.backend_timeout),
             ("backends.probe_interval", self.backends.probe_interval),
             ("backends.probe_timeout", self.backends.probe_timeout),

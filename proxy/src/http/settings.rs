@@ -18,6 +18,8 @@ pub struct RuntimeSettings {
     pub backends: BackendSettings,
     /// `proxy.max_body_bytes`: larger POST bodies get 413.
     pub max_body_bytes: usize,
+    /// `server.request_timeout`: a tenant request not answered by then gets 503 `timeout`.
+    pub request_timeout: std::time::Duration,
     /// `proxy.max_query_bytes` / `proxy.max_query_depth`: enforcement limits.
     pub max_query_bytes: usize,
     pub max_query_depth: usize,
@@ -127,6 +129,7 @@ impl RuntimeSettings {
             auth,
             backends,
             max_body_bytes: config.proxy.max_body_bytes,
+            request_timeout: config.server.request_timeout,
             max_query_bytes: config.proxy.max_query_bytes,
             max_query_depth: config.proxy.max_query_depth,
             request_logging: config.proxy.enable_request_logging,

@@ -201,6 +201,7 @@ pub(crate) fn settings(members: Vec<String>, auth: AuthSettings) -> RuntimeSetti
             max_concurrent_requests: 10,
         },
         max_body_bytes: 1024,
+        request_timeout: Duration::from_secs(60),
         max_query_bytes: 64 * 1024,
         max_query_depth: 100,
         request_logging: false,
