@@ -125,13 +125,13 @@ fn refused_before_any_upstream_call(env: &Env) -> Result<()> {
             403,
             "forbidden",
         ),
-        bad("unsupported: rules", "/api/v1/rules", "", 403, "forbidden"),
+        // Rules and alerts are served filtered (e2e rules suite); a bad `type` never goes up.
         bad(
-            "unsupported: alerts",
-            "/api/v1/alerts",
-            "",
-            403,
-            "forbidden",
+            "rules of an unknown type",
+            "/api/v1/rules",
+            "type=everything",
+            400,
+            "bad_data",
         ),
         bad(
             "series without match[]",
@@ -210,6 +210,15 @@ fn refused_before_any_upstream_call(env: &Env) -> Result<()> {
     );
     denied.tenant = Some("team-e");
     cases.push(denied);
+    let mut no_alerts = bad(
+        "alerts of a tenant with empty policy",
+        "/api/v1/alerts",
+        "",
+        403,
+        "forbidden",
+    );
+    no_alerts.tenant = Some("team-e");
+    cases.push(no_alerts);
 
     let mut failures = Vec::new();
     for c in &cases {

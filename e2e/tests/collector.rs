@@ -679,6 +679,7 @@ spec:
 tenants: {{source: file, directory: "{tenants}"}}
 proxy: {{enable_request_logging: false}}
 backends: {{groups: [{{name: infra, members: ["{source}"]}}]}}
+auth: {{mode: header}}
 remote_write:
   enabled: true
   collection_lag: 2s

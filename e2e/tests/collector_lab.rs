@@ -444,6 +444,7 @@ proxy: {{enable_request_logging: false}}
 backends:
   probe_interval: 1s
   groups: [{{name: infra, members: ["{a}", "{b}"]}}]
+auth: {{mode: header}}
 {collector}"#,
             collector = remote_write_section(&secrets.path().display().to_string(), &overrides),
             tenants = tenants.path().display(),

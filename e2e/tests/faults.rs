@@ -521,7 +521,7 @@ fn collector_replica(env: &Env) -> Result<()> {
     std::fs::create_dir_all(&secrets)?;
     std::fs::write(tenants.join("cr.yaml"), collector_cr(ns))?;
     let config = format!(
-        "server: {{listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\"}}\ntenants: {{source: file, directory: \"{}\"}}\nproxy: {{enable_request_logging: false}}\nbackends: {{probe_interval: 1s, groups: [{{name: infra, members: [\"{}\"]}}]}}\n{}",
+        "server: {{listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\"}}\ntenants: {{source: file, directory: \"{}\"}}\nproxy: {{enable_request_logging: false}}\nbackends: {{probe_interval: 1s, groups: [{{name: infra, members: [\"{}\"]}}]}}\nauth: {{mode: header}}\n{}",
         tenants.display(),
         source.url(),
         collector_section(&secrets.display().to_string(), ns, &replica.url())

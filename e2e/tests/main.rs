@@ -16,6 +16,7 @@ mod ingest_lab;
 mod isolation;
 mod oracle;
 mod soak;
+mod rules;
 mod support;
 
 use std::sync::Arc;
@@ -43,7 +44,7 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 9] = [
+    let suites: [Suite; 10] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
@@ -53,6 +54,7 @@ fn main() {
         ("ingest", ingest::cases),
         ("faults", faults::cases),
         ("soak", soak::cases),
+        ("rules", rules::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {

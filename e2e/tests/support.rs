@@ -649,7 +649,7 @@ pub async fn start_proxy_timeout(
 ) -> Result<proxy::http::RunningProxy> {
     let members: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\ntenants:\n  directory: {:?}\nproxy:\n  backend_timeout: {backend_timeout}\nbackends:\n  probe_interval: 500ms\n  probe_timeout: 500ms\n  groups:\n    - name: infra\n      members: [{}]\n",
+        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\ntenants:\n  directory: {:?}\nproxy:\n  backend_timeout: {backend_timeout}\nbackends:\n  probe_interval: 500ms\n  probe_timeout: 500ms\n  groups:\n    - name: infra\n      members: [{}]\nauth:\n  mode: header\n",
         tenants.display().to_string(),
         members.join(", ")
     );

@@ -16,7 +16,8 @@ fn write_config(dir: &Path, tenant_yaml: &str) -> std::path::PathBuf {
     std::fs::write(
         &path,
         "server: { listen: \"127.0.0.1:1\", admin_listen: \"127.0.0.1:2\" }\n\
-         backends: { groups: [ { name: infra, members: [\"http://127.0.0.1:9\"] } ] }\n",
+         backends: { groups: [ { name: infra, members: [\"http://127.0.0.1:9\"] } ] }\n\
+         auth: { mode: header }\n",
     )
     .unwrap();
     path

@@ -41,6 +41,19 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Admin listener: `/metrics`, `/debug/*`, `/-/reload`. It shows every tenant.
     pub admin_listen: SocketAddr,
+    /// A tenant request not answered within this long (from its headers to the answer's
+    /// headers) gets 503 `timeout`. Keep it above `proxy.backend_timeout`.
+    #[serde(with = "duration::serde_duration")]
+    pub request_timeout: Duration,
+    /// A connection that has not sent a request's complete headers within this long is
+    /// closed (both listeners; against slow-header clients).
+    #[serde(with = "duration::serde_duration")]
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) read, in bytes (both listeners);
+    /// larger gets 431. At least 8192.
+    pub max_header_bytes: usize,
+    /// Serve the tenant listener over TLS (rustls). Unset: plain HTTP.
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl Default for ServerConfig {
@@ -48,8 +61,22 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            request_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            tls: None,
         }
     }
+}
+
+/// `server.tls`: PEM files, read at start (relative paths: against the config file).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    /// Certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// Kubernetes discovery of Prometheus backends (Go proxy keys). Parsed and validated here;
@@ -293,10 +320,12 @@ pub struct BackendGroup {
     pub members: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// How a request names its tenant. There is no default: a config must say which one, because
+/// `header` trusts whatever the client sends and is only safe behind a gateway that sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
-    #[default]
+    /// The tenant header (`auth.header.name`) names the tenant: only behind a trusted gateway.
     Header,
     Bearer,
     /// A service-account token checked with a TokenReview; its namespace is the tenant.
@@ -308,11 +337,17 @@ pub enum AuthMode {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    pub mode: AuthMode,
+    /// Required: a config without it is refused (see [`AuthConfig::MODE_UNSET`]).
+    pub mode: Option<AuthMode>,
     pub header: HeaderAuthConfig,
     pub bearer: BearerAuthConfig,
     pub kubernetes: KubernetesAuthConfig,
     pub jwt: JwtAuthConfig,
+}
+
+impl AuthConfig {
+    /// The error of a config that does not set `auth.mode`.
+    pub const MODE_UNSET: &'static str = "auth.mode is not set: set it to bearer, kubernetes or jwt, or to header only behind a trusted gateway that sets X-Tenant-Namespace (header mode believes whatever tenant the client names)";
 }
 
 /// `auth.mode: kubernetes`: `Authorization: Bearer <service-account token>`, validated with a
@@ -525,6 +560,10 @@ impl Config {
             }
         };
         resolve(&mut self.tenants.directory);
+        if let Some(tls) = self.server.tls.as_mut() {
+            resolve(&mut tls.cert_file);
+            resolve(&mut tls.key_file);
+        }
         for d in [
             self.remote_write.secrets_directory.as_mut(),
             self.remote_write.state_directory.as_mut(),

@@ -5,13 +5,19 @@ use super::*;
 const LAB: &str = include_str!("../../../fixtures/configs/lab.yaml");
 const EXAMPLE: &str = include_str!("../../../fixtures/configs/example.yaml");
 
-fn minimal() -> &'static str {
+/// One backend group, no `auth` section.
+fn backends_only() -> &'static str {
     "backends:\n  groups:\n    - name: infra\n      members: [\"http://127.0.0.1:9090\"]\n"
+}
+
+/// The smallest config that loads: a backend group and an explicit auth mode.
+fn minimal() -> String {
+    format!("{}auth:\n  mode: header\n", backends_only())
 }
 
 #[test]
 fn defaults_are_the_documented_ones() {
-    let c = Config::from_yaml(minimal(), "c.yaml").unwrap();
+    let c = Config::from_yaml(&minimal(), "c.yaml").unwrap();
     assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9091");
     assert_eq!(c.proxy.backend_timeout, Duration::from_secs(30));
@@ -20,7 +26,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.remote_write.batch_size, 1000);
     assert_eq!(c.remote_write.collection_interval, Duration::from_secs(30));
     assert_eq!(c.discovery.refresh_interval, Duration::from_secs(30));
-    assert_eq!(c.auth.mode, AuthMode::Header);
+    assert_eq!(c.auth.mode, Some(AuthMode::Header));
     assert_eq!(c.auth.header.name, "X-Tenant-Namespace");
     assert_eq!(c.auth.header.query_param.as_deref(), Some("namespace"));
     assert_eq!(c.tenants.source, TenantSourceKind::File);
@@ -31,7 +37,7 @@ fn fixture_configs_parse() {
     let lab = Config::from_yaml(LAB, "lab.yaml").unwrap();
     assert_eq!(lab.backends.groups[0].members.len(), 2);
     let ex = Config::from_yaml(EXAMPLE, "example.yaml").unwrap();
-    assert_eq!(ex.auth.mode, AuthMode::Bearer);
+    assert_eq!(ex.auth.mode, Some(AuthMode::Bearer));
     assert_eq!(
         ex.discovery.kubernetes.unwrap().resource_types,
         vec![ResourceType::Pod]
@@ -78,7 +84,7 @@ fn unknown_key_names_file_line_and_key() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.starts_with("config.yaml:6:3: key `proxy.enable_cachng`: unknown field `enable_cachng`"),
+        e.starts_with("config.yaml:8:3: key `proxy.enable_cachng`: unknown field `enable_cachng`"),
         "{e}"
     );
     assert!(e.contains("enable_caching"), "lists the valid keys: {e}");
@@ -89,7 +95,7 @@ fn bad_value_names_key() {
     let text = format!("{}proxy:\n  backend_timeout: soon\n", minimal());
     let e = Config::from_yaml(&text, "c.yaml").unwrap_err().to_string();
     assert!(
-        e.contains("c.yaml:6:")
+        e.contains("c.yaml:8:")
             && e.contains("proxy.backend_timeout")
             && e.contains("invalid duration"),
         "{e}"
@@ -192,12 +198,13 @@ auth:
         "backends.groups[0].members[1]: \"http://127.0.0.1:9090/\" is listed twice",
         "auth.header.query_param: must not be empty",
         "auth.bearer.tokens[1].sha256: the same token is also given to tenant \"a\"",
+        "auth.mode is not set",
     ] {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
-    assert_eq!(problems.len(), 9, "{all}");
+    assert_eq!(problems.len(), 10, "{all}");
     // The Display lists them all, one per line.
-    assert_eq!(e.to_string().lines().count(), 10, "{e}");
+    assert_eq!(e.to_string().lines().count(), 11, "{e}");
 }
 
 #[test]
@@ -232,7 +239,7 @@ fn token_files_resolve_against_the_config_folder_and_overrides_revalidate() {
     let path = dir.path().join("c.yaml");
     let text = format!(
         "auth:\n  mode: bearer\n  bearer:\n    tokens:\n      - {{tenant: a, token_file: secrets/a}}\n      - {{tenant: b, token_file: /abs/b}}\n{}",
-        minimal()
+        backends_only()
     );
     std::fs::write(&path, text).unwrap();
     let mut c = Config::load(&path).unwrap();
@@ -267,16 +274,20 @@ fn every_section_has_a_default() {
         KubernetesDiscovery::default().resource_types,
         [ResourceType::Pod]
     );
-    // Only the missing backend group keeps the defaults from being a usable config.
+    // The missing backend group and the unset auth mode keep the defaults from being a
+    // usable config.
     assert_eq!(
         c.validate(),
-        ["backends.groups: at least one group with one member is required in file mode"]
+        [
+            "backends.groups: at least one group with one member is required in file mode",
+            AuthConfig::MODE_UNSET
+        ]
     );
 }
 
 #[test]
 fn accepted_but_unbuilt_settings_are_named() {
-    let c = Config::from_yaml(minimal(), "c.yaml").unwrap();
+    let c = Config::from_yaml(&minimal(), "c.yaml").unwrap();
     assert!(c.unimplemented_settings().is_empty());
     let text = format!(
         "{}proxy:\n  enable_caching: true\nremote_write:\n  enabled: true\n",
@@ -292,7 +303,7 @@ fn accepted_but_unbuilt_settings_are_named() {
 
 #[test]
 fn collector_settings_have_defaults_and_checked_templates() {
-    let c = Config::from_yaml(minimal(), "c.yaml").unwrap();
+    let c = Config::from_yaml(&minimal(), "c.yaml").unwrap();
     assert_eq!(c.remote_write.collection_lag, Duration::from_secs(15));
     assert_eq!(
         c.remote_write.prometheus_replica_address,
@@ -355,12 +366,16 @@ fn ingest_needs_a_destination_and_valid_rules() {
 
 #[test]
 fn discovery_stands_in_for_static_backend_groups() {
-    let c = Config::from_yaml("discovery:\n  kubernetes:\n    port: web\n", "c.yaml").unwrap();
+    let c = Config::from_yaml(
+        "discovery:\n  kubernetes:\n    port: web\nauth:\n  mode: header\n",
+        "c.yaml",
+    )
+    .unwrap();
     assert!(c.validate().is_empty(), "{:?}", c.validate());
 }
 
 fn auth_problems(auth: &str) -> Vec<String> {
-    match Config::from_yaml(&format!("{}{auth}", minimal()), "c.yaml") {
+    match Config::from_yaml(&format!("{}{auth}", backends_only()), "c.yaml") {
         Ok(_) => Vec::new(),
         Err(ConfigError::Invalid { problems, .. }) => problems,
         Err(e) => panic!("{e}"),
@@ -422,5 +437,58 @@ fn kubernetes_auth_is_validated() {
         "auth.kubernetes.access_review.resource: must not be empty",
     ] {
         assert!(p.contains(expected), "{expected:?} missing from\n{p}");
+    }
+}
+
+#[test]
+fn auth_mode_must_be_set_explicitly() {
+    // No `auth` section, and an `auth` section without `mode`: both refused, naming the fix.
+    for text in [
+        backends_only().to_string(),
+        format!("{}auth:\n  header: {{name: X-Tenant}}\n", backends_only()),
+    ] {
+        let e = Config::from_yaml(&text, "c.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("auth.mode is not set: set it to bearer, kubernetes or jwt, or to header only behind a trusted gateway"),
+            "{e}"
+        );
+    }
+    // An empty file too (it is all defaults).
+    assert!(Config::from_yaml("", "c.yaml").is_err());
+    // Header mode still works when asked for.
+    let c = Config::from_yaml(&minimal(), "c.yaml").unwrap();
+    assert_eq!(c.auth.mode, Some(AuthMode::Header));
+    // A config built in code without a mode can't be run either.
+    let e = crate::http::RuntimeSettings::from_config(&Config::default()).unwrap_err();
+    assert!(e.to_string().starts_with("auth.mode is not set"), "{e}");
+}
+
+#[test]
+fn server_limits_and_tls_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let text = format!(
+        "server:\n  request_timeout: 5s\n  header_read_timeout: 2s\n  max_header_bytes: 9000\n  tls: {{cert_file: tls.crt, key_file: /abs/tls.key}}\n{}",
+        minimal()
+    );
+    std::fs::write(&path, text).unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.server.request_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(c.server.max_header_bytes, 9000);
+    let tls = c.server.tls.unwrap();
+    assert_eq!(tls.cert_file, dir.path().join("tls.crt"));
+    assert_eq!(tls.key_file, PathBuf::from("/abs/tls.key"));
+    let bad = format!(
+        "server:\n  request_timeout: 0s\n  header_read_timeout: 0s\n  max_header_bytes: 100\n{}",
+        minimal()
+    );
+    let e = Config::from_yaml(&bad, "c.yaml").unwrap_err().to_string();
+    for needle in [
+        "server.request_timeout: must be greater than 0",
+        "server.header_read_timeout: must be greater than 0",
+        "server.max_header_bytes: must be at least 8192",
+    ] {
+        assert!(e.contains(needle), "{needle} not in {e}");
     }
 }

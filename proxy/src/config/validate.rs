@@ -29,7 +29,15 @@ impl Config {
         if !self.tenants.watch_all_namespaces && self.tenants.namespaces.is_empty() {
             p.push("tenants.namespaces: list the namespaces to watch, or set watch_all_namespaces: true".into());
         }
+        if self.server.max_header_bytes < 8192 {
+            p.push("server.max_header_bytes: must be at least 8192".into());
+        }
         for (key, d) in [
+            ("server.request_timeout", self.server.request_timeout),
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
             ("proxy.backend_timeout", self.proxy.backend_timeout),
             ("backends.probe_interval", self.backends.probe_interval),
             ("backends.probe_timeout", self.backends.probe_timeout),
@@ -124,7 +132,10 @@ impl Config {
                 self.auth.header.name
             ));
         }
-        if self.auth.mode == AuthMode::Bearer && self.auth.bearer.tokens.is_empty() {
+        if self.auth.mode.is_none() {
+            p.push(super::AuthConfig::MODE_UNSET.into());
+        }
+        if self.auth.mode == Some(AuthMode::Bearer) && self.auth.bearer.tokens.is_empty() {
             p.push("auth.bearer.tokens: bearer mode needs at least one token".into());
         }
         for (i, t) in self.auth.bearer.tokens.iter().enumerate() {
@@ -189,7 +200,7 @@ impl Config {
     fn token_auth_problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         match self.auth.mode {
-            AuthMode::Kubernetes => {
+            Some(AuthMode::Kubernetes) => {
                 let k = &self.auth.kubernetes;
                 if k.cache_ttl.is_zero() {
                     p.push("auth.kubernetes.cache_ttl: must be greater than 0 (every request would be a TokenReview)".into());
@@ -211,7 +222,7 @@ impl Config {
                     }
                 }
             }
-            AuthMode::Jwt => {
+            Some(AuthMode::Jwt) => {
                 let j = &self.auth.jwt;
                 if j.issuer.trim().is_empty() {
                     p.push("auth.jwt.issuer: required (the tokens' `iss`)".into());
@@ -242,7 +253,7 @@ impl Config {
                     _ => p.push("auth.jwt: set exactly one of jwks_file or jwks_url".into()),
                 }
             }
-            AuthMode::Header | AuthMode::Bearer => {}
+            Some(AuthMode::Header | AuthMode::Bearer) | None => {}
         }
         p
     }

@@ -135,7 +135,7 @@ mod tests {
         let tenants = dir.path().join("tenants");
         std::fs::create_dir(&tenants).unwrap();
         let yaml = format!(
-            "tenants: {{ directory: {} }}\nbackends: {{ groups: [{{ name: static, members: [\"http://127.0.0.1:1\"] }}] }}\ndiscovery:\n  kubernetes: {{ port: web }}\n",
+            "tenants: {{ directory: {} }}\nbackends: {{ groups: [{{ name: static, members: [\"http://127.0.0.1:1\"] }}] }}\ndiscovery:\n  kubernetes: {{ port: web }}\nauth: {{ mode: header }}\n",
             tenants.display()
         );
         std::fs::write(&path, yaml).unwrap();

@@ -5,11 +5,13 @@
 pub mod admin;
 pub mod discovered;
 pub mod ingest;
+pub mod listener;
 pub mod metadata;
 pub mod observe;
 pub mod params;
 pub mod prom_api;
 pub mod reload;
+pub mod rules;
 pub mod server;
 pub mod settings;
 
@@ -394,10 +396,15 @@ impl IntoResponse for Refusal {
 /// The tenant-facing router: enforced Prometheus API routes and health; everything else 403.
 pub fn api_router(state: AppState) -> Router {
     let router = prom_api::routes()
+        .merge(rules::routes())
         .merge(ingest::api_routes())
         .merge(health_routes())
         .fallback(unsupported_path)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
+        ));
     observe::layer(router, state.clone()).with_state(state)
 }
 
@@ -409,6 +416,26 @@ pub fn admin_router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such admin endpoint") })
         .method_not_allowed_fallback(method_not_allowed);
     observe::layer(router, state.clone()).with_state(state)
+}
+
+/// `server.request_timeout`: the whole request, from its headers to the answer's headers.
+async fn request_deadline(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = state.runtime().settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            Metrics::inc_reason(&state.metrics().bad_requests, "request_timeout");
+            ApiError::timeout(format!(
+                "the request was not answered within server.request_timeout ({})",
+                crate::config::format_duration(limit)
+            ))
+            .into_response()
+        }
+    }
 }
 
 fn health_routes() -> Router<AppState> {

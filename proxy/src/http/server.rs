@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::listener::ListenerOptions;
 use super::{AppState, RuntimeSettings, admin_router, api_router};
 use crate::config::Config;
 use crate::tenant::TenantStore;
@@ -45,6 +46,8 @@ impl std::fmt::Debug for StartOptions {
 pub struct RunningProxy {
     /// Tenant-facing API listener (the bound address: port 0 is resolved).
     pub api_addr: SocketAddr,
+    /// The tenant listener serves TLS (`server.tls`).
+    pub api_tls: bool,
     /// Admin listener (`/metrics`, `/debug/*`, `/-/reload`).
     pub admin_addr: SocketAddr,
     pub tenants: Arc<TenantStore>,
@@ -64,9 +67,10 @@ impl std::fmt::Debug for RunningProxy {
 }
 
 impl RunningProxy {
-    /// `http://<api_addr>`.
+    /// `http://<api_addr>`, or `https://` with `server.tls`.
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.api_addr)
+        let scheme = if self.api_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.api_addr)
     }
 
     /// `http://<admin_addr>`.
@@ -163,6 +167,9 @@ pub async fn start_with(
         tracing::warn!("{warning}");
     }
     let settings = RuntimeSettings::from_config(&config)?;
+    let api_options = ListenerOptions::tenant(&config.server)?;
+    let admin_options = ListenerOptions::plain(&config.server);
+    let api_tls = api_options.tls.is_some();
     let api = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("can't listen on server.listen {}", config.server.listen))?;
@@ -190,9 +197,14 @@ pub async fn start_with(
     crate::k8s::run::start(&state, &tenants, &config);
     wait_first_load(&tenants).await;
     let (tx, mut rx) = watch::channel(false);
-    let server = tokio::spawn(serve(api, admin, state.clone(), async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(serve(
+        (api, api_options),
+        (admin, admin_options),
+        state.clone(),
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
     let sighup = if options.reload_on_sighup {
         spawn_sighup(state.clone())
     } else {
@@ -201,6 +213,7 @@ pub async fn start_with(
     tracing::info!(%api_addr, %admin_addr, "proxy listening");
     Ok(RunningProxy {
         api_addr,
+        api_tls,
         admin_addr,
         tenants,
         state,
@@ -224,8 +237,8 @@ async fn wait_first_load(tenants: &TenantStore) {
 /// Serve the API router on `api` and the admin router on `admin` until `shutdown` resolves,
 /// then drain both.
 pub async fn serve(
-    api: TcpListener,
-    admin: TcpListener,
+    api: (TcpListener, ListenerOptions),
+    admin: (TcpListener, ListenerOptions),
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -237,8 +250,8 @@ pub async fn serve(
     });
     let stopped = |mut rx: watch::Receiver<()>| async move { while rx.changed().await.is_ok() {} };
     let api_server =
-        axum::serve(api, api_router(state.clone())).with_graceful_shutdown(stopped(rx.clone()));
-    let admin_server = axum::serve(admin, admin_router(state)).with_graceful_shutdown(stopped(rx));
+        super::listener::serve(api.0, api_router(state.clone()), api.1, stopped(rx.clone()));
+    let admin_server = super::listener::serve(admin.0, admin_router(state), admin.1, stopped(rx));
     tokio::try_join!(
         async { api_server.await.context("API listener failed") },
         async { admin_server.await.context("admin listener failed") },

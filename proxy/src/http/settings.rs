@@ -18,6 +18,8 @@ pub struct RuntimeSettings {
     pub backends: BackendSettings,
     /// `proxy.max_body_bytes`: larger POST bodies get 413.
     pub max_body_bytes: usize,
+    /// `server.request_timeout`: a tenant request not answered by then gets 503 `timeout`.
+    pub request_timeout: std::time::Duration,
     /// `proxy.max_query_bytes` / `proxy.max_query_depth`: enforcement limits.
     pub max_query_bytes: usize,
     pub max_query_depth: usize,
@@ -44,6 +46,8 @@ pub enum SettingsError {
     JwksSource,
     #[error("auth.bearer.tokens[{0}]: set exactly one of sha256 or token_file")]
     TokenSource(usize),
+    #[error("{}", crate::config::AuthConfig::MODE_UNSET)]
+    AuthModeUnset,
 }
 
 impl RuntimeSettings {
@@ -54,7 +58,10 @@ impl RuntimeSettings {
         };
         let tenant_namespaces =
             (!config.tenants.watch_all_namespaces).then(|| config.tenants.namespaces.clone());
-        let auth = match config.auth.mode {
+        let Some(mode) = config.auth.mode else {
+            return Err(SettingsError::AuthModeUnset);
+        };
+        let auth = match mode {
             AuthMode::Header => AuthSettings::Header {
                 header: config.auth.header.name.clone(),
                 query_param: config.auth.header.query_param.clone(),
@@ -122,6 +129,7 @@ impl RuntimeSettings {
             auth,
             backends,
             max_body_bytes: config.proxy.max_body_bytes,
+            request_timeout: config.server.request_timeout,
             max_query_bytes: config.proxy.max_query_bytes,
             max_query_depth: config.proxy.max_query_depth,
             request_logging: config.proxy.enable_request_logging,

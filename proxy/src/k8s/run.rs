@@ -16,7 +16,7 @@ use super::status::StatusInputs;
 pub fn needs_api(config: &Config) -> bool {
     config.tenants.source == TenantSourceKind::Kubernetes
         || config.discovery.kubernetes.is_some()
-        || config.auth.mode == AuthMode::Kubernetes
+        || config.auth.mode == Some(AuthMode::Kubernetes)
         || config.kubernetes.sharding.enabled
 }
 

@@ -69,6 +69,7 @@ discovery:
     port: web
     resource_types: [Pod]
 backends: { probe_interval: 100ms }
+auth: { mode: header }
 "#,
     )
     .await;

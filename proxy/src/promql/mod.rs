@@ -13,6 +13,7 @@ mod check;
 mod rewrite;
 mod scan;
 mod selectors;
+mod within;
 
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use promql_parser::parser::{Expr, VectorSelector};
 
 pub use check::assert_enforced;
 pub use scan::depth_estimate;
+pub use within::Visibility;
 
 use crate::tenant::policy::{LabelMatcher, METRIC_NAME, MatchKind, Policy};
 use selectors::{CompiledClause, applicable, apply_clause, compile_policy, sort_matchers};

@@ -102,6 +102,7 @@ fn answer(path: &str, body: &str) -> axum::response::Response {
             StatusCode::OK,
             r#"{"status":"success","data":["http_requests_total","up"]}"#,
         ),
+        "/api/v1/rules" => json(StatusCode::OK, RULES_ANSWER),
         "/api/v1/metadata" => json(
             StatusCode::OK,
             r#"{"status":"success","data":{
@@ -121,6 +122,25 @@ fn answer(path: &str, body: &str) -> axum::response::Response {
         ),
     }
 }
+
+/// A `/api/v1/rules` answer with team-a's rules, team-b's, and one mixed group.
+pub(crate) const RULES_ANSWER: &str = r#"{"status":"success","data":{"groups":[
+  {"name":"team-a","file":"/rules/a.yml","interval":15,"rules":[
+    {"type":"recording","name":"team_a:up","query":"sum(up{namespace=\"team-a\"})","health":"ok"},
+    {"type":"alerting","name":"TeamAErrors","query":"rate(http_requests_total{namespace=\"team-a\",code=\"500\"}[5m]) > 0","duration":0,"labels":{},"annotations":{},
+     "alerts":[{"labels":{"alertname":"TeamAErrors","namespace":"team-a"},"annotations":{},"state":"firing","activeAt":"2024-01-01T00:00:00Z","value":"1e+00"},
+               {"labels":{"alertname":"TeamAErrors","namespace":"team-b"},"annotations":{},"state":"firing","activeAt":"2024-01-01T00:00:00Z","value":"1e+00"}],
+     "health":"ok","state":"firing"}]},
+  {"name":"team-b","file":"/rules/b.yml","interval":15,"rules":[
+    {"type":"alerting","name":"TeamBDown","query":"up{namespace=\"team-b\"} == 0","duration":0,"labels":{},"annotations":{},
+     "alerts":[{"labels":{"alertname":"TeamBDown","namespace":"team-b"},"annotations":{},"state":"firing","activeAt":"2024-01-01T00:00:00Z","value":"0e+00"}],
+     "health":"ok","state":"firing"}]},
+  {"name":"mixed","file":"/rules/m.yml","interval":15,"rules":[
+    {"type":"alerting","name":"Always","query":"vector(1)","duration":0,"labels":{"namespace":"team-a"},"annotations":{},
+     "alerts":[{"labels":{"alertname":"Always","namespace":"team-a"},"annotations":{},"state":"firing","activeAt":"2024-01-01T00:00:00Z","value":"1e+00"}],
+     "health":"ok","state":"firing"},
+    {"type":"recording","name":"all:up","query":"sum(up)","health":"ok"}]}
+]}}"#;
 
 pub(crate) fn team_a_policy() -> Policy {
     Policy {
@@ -181,6 +201,7 @@ pub(crate) fn settings(members: Vec<String>, auth: AuthSettings) -> RuntimeSetti
             max_concurrent_requests: 10,
         },
         max_body_bytes: 1024,
+        request_timeout: Duration::from_secs(60),
         max_query_bytes: 64 * 1024,
         max_query_depth: 100,
         request_logging: false,
