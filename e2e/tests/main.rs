@@ -8,6 +8,7 @@
 mod backends;
 mod bad_input;
 mod binary;
+mod bypass;
 mod collector;
 mod collector_lab;
 mod ingest;
@@ -41,7 +42,7 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 7] = [
+    let suites: [Suite; 8] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
@@ -49,6 +50,7 @@ fn main() {
         ("binary", binary::cases),
         ("collector", collector::cases),
         ("ingest", ingest::cases),
+        ("bypass", bypass::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {
