@@ -11,6 +11,7 @@ mod binary;
 mod bypass;
 mod collector;
 mod collector_lab;
+mod fuzz_oracle;
 mod ingest;
 mod ingest_lab;
 mod isolation;
