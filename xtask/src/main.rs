@@ -5,6 +5,7 @@
 
 mod bench;
 mod crd;
+mod fuzz_oracle;
 mod http;
 mod kind;
 mod lab;
@@ -59,6 +60,10 @@ enum Cmd {
     /// ingest | read | rewrite | collector | memory | all. Prints one table and writes
     /// docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Differential fuzzing against the oracle: N generated PromQL queries through the proxy
+    /// and straight to each tenant's oracle Prometheus (`bypass::differential` of the e2e
+    /// suite). Prints queries tried, mismatches by class and leaks; fails on any leak.
+    FuzzOracle(fuzz_oracle::FuzzOracleArgs),
     /// Write the ArgoCD cluster Secret for a kind cluster from `kind get kubeconfig
     /// --internal` output (a step of `cargo xtask up --kind`).
     #[command(hide = true)]
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Cmd::E2e(args) => kind::e2e(&root, &args).map(|_| 0),
         Cmd::Validate => validate::run(&root),
         Cmd::Bench(args) => bench::run(&root, &args),
+        Cmd::FuzzOracle(args) => fuzz_oracle::run(&root, &args),
         Cmd::KindSecret {
             role,
             kubeconfig,
