@@ -368,11 +368,11 @@ fn classify(query: &str, got: &Answer, want: &Answer) -> &'static str {
         }
         (Some(_), None) => {
             let msg = got.body["error"].as_str().unwrap_or("");
-            return if msg.contains("last_over_time") {
-                "proxy_refused_bare_range_selector"
-            } else if msg.contains("printed back faithfully") || msg.contains("does not parse back")
+            return if msg.contains("printed back faithfully") || msg.contains("does not parse back")
             {
                 "proxy_refused_printer_roundtrip"
+            } else if msg.contains("last_over_time") {
+                "proxy_refused_bare_range_selector"
             } else if msg.contains("parse error") {
                 "proxy_refused_parse"
             } else if got.status >= 500 {
@@ -410,8 +410,8 @@ fn classify(query: &str, got: &Answer, want: &Answer) -> &'static str {
     let order_dependent = ["topk", "bottomk", "count_values"]
         .iter()
         .any(|f| query.contains(f));
-    if g != w && order_dependent {
-        "series_differ_order_dependent"
+    if order_dependent {
+        "differ_order_dependent"
     } else if g == w {
         "values_differ"
     } else if g.is_subset(&w) {
