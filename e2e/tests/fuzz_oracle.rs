@@ -161,7 +161,7 @@ impl Gen<'_> {
             .unwrap_or(values);
         let value = self.rng.pick(&values).clone();
         match self.rng.below(8) {
-            0 | 1 | 2 => format!(r#"{name}="{value}""#),
+            0..=2 => format!(r#"{name}="{value}""#),
             3 => format!(r#"{name}!="{value}""#),
             4 => format!(
                 r#"{name}=~"{}.*""#,

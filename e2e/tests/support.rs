@@ -746,11 +746,14 @@ pub fn answer_series(a: &Answer) -> BTreeSet<LabelSet> {
     }
 }
 
+/// One request of [`proxy_and_oracle`]: tenant, path, parameters.
+pub type Job = (&'static str, &'static str, Vec<(&'static str, String)>);
+
 /// Send each (tenant, path, params) to the proxy as the tenant and to the tenant's oracle,
 /// `parallel` at a time; the answers in job order.
 pub fn proxy_and_oracle(
     env: &Env,
-    jobs: &[(&'static str, &'static str, Vec<(&'static str, String)>)],
+    jobs: &[Job],
     parallel: usize,
 ) -> Vec<(Result<Answer>, Result<Answer>)> {
     env.block_on(async {
@@ -767,14 +770,7 @@ pub fn proxy_and_oracle(
         }
         let mut out = Vec::new();
         while let Some(done) = set.join_next().await {
-            match done {
-                Ok(r) => out.push(r),
-                Err(e) => out.push((
-                    usize::MAX,
-                    Err(anyhow::anyhow!("task: {e}")),
-                    Err(anyhow::anyhow!("task")),
-                )),
-            }
+            out.push(done.expect("proxy_and_oracle task"));
         }
         out.sort_by_key(|(i, _, _)| *i);
         out.into_iter().map(|(_, g, w)| (g, w)).collect()
