@@ -100,6 +100,9 @@ fn same_as_oracle(env: &Env, tenants: &[&'static str], queries: &[&str]) -> Resu
     Ok(())
 }
 
+/// Path, raw URL query and optional form body of a request.
+type RawRequest<'a> = (&'a str, &'a str, Option<String>);
+
 /// A proxy in front of a recording fake backend: what it refuses must never reach a backend.
 struct Fake {
     proxy: proxy::http::RunningProxy,
@@ -112,15 +115,10 @@ impl Fake {
         Ok(Fake { proxy, backend })
     }
 
-    /// Send a raw request as `tenant`; `body` makes it a form POST.
-    fn send(
-        &self,
-        env: &Env,
-        tenant: &str,
-        path: &str,
-        raw_query: &str,
-        body: Option<String>,
-    ) -> Result<(Answer, usize)> {
+    /// Send a raw request (path, URL query, form body) as `tenant`; a body makes it a POST.
+    /// Returns the answer and how many requests reached the backend meanwhile.
+    fn send(&self, env: &Env, tenant: &str, raw: RawRequest) -> Result<(Answer, usize)> {
+        let (path, raw_query, body) = raw;
         let before = self.backend.api_calls();
         let url = format!("{}{path}?{raw_query}", self.proxy.api_url());
         let req = match body {
@@ -146,7 +144,7 @@ impl Fake {
         raw_query: &str,
         body: Option<String>,
     ) -> Result<Answer> {
-        let (answer, upstream) = self.send(env, tenant, path, raw_query, body)?;
+        let (answer, upstream) = self.send(env, tenant, (path, raw_query, body))?;
         answer
             .expect_error(400, "bad_data")
             .with_context(|| format!("{tenant} {path}?{raw_query}"))?;
@@ -196,13 +194,8 @@ fn duplicate_query_params_get(env: &Env) -> Result<()> {
         }
     }
     // One `query` is accepted and forwarded enforced.
-    let (a, upstream) = fake.send(
-        env,
-        "team-a",
-        "/api/v1/query",
-        &format!("query={foreign}"),
-        None,
-    )?;
+    let raw = format!("query={foreign}");
+    let (a, upstream) = fake.send(env, "team-a", ("/api/v1/query", &raw, None))?;
     ensure!(a.status == 200 && upstream == 1, "{} {}", a.status, a.body);
     fake.forwarded_enforced(r#"namespace="team-a""#)
 }
@@ -236,13 +229,8 @@ fn url_vs_body_precedence_post(env: &Env) -> Result<()> {
         )?;
     }
     // `match[]` is repeated by design: from the URL and the body, every one is enforced.
-    let (a, upstream) = fake.send(
-        env,
-        "team-a",
-        "/api/v1/series",
-        "match[]=up",
-        Some(format!("match[]={foreign}")),
-    )?;
+    let body = Some(format!("match[]={foreign}"));
+    let (a, upstream) = fake.send(env, "team-a", ("/api/v1/series", "match[]=up", body))?;
     ensure!(a.status == 200 && upstream == 1, "{} {}", a.status, a.body);
     fake.forwarded_enforced(r#"namespace="team-a""#)?;
     // Against real Prometheus: a POST body query equals the oracle, a POST series stays own.
