@@ -99,7 +99,7 @@ fn series_with_match_selectors(env: &Env) -> Result<()> {
     Ok(())
 }
 
-fn sorted_strings(v: &serde_json::Value) -> Vec<String> {
+pub fn sorted_strings(v: &serde_json::Value) -> Vec<String> {
     let mut out: Vec<String> = v
         .as_array()
         .into_iter()
@@ -149,7 +149,7 @@ fn label_values_equal_oracle(env: &Env) -> Result<()> {
 }
 
 /// Series identities (`name{labels}`) of a federate answer.
-fn federated_series(text: &str) -> BTreeSet<String> {
+pub fn federated_series(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| {

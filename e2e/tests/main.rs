@@ -8,15 +8,17 @@
 mod backends;
 mod bad_input;
 mod binary;
+mod bypass;
 mod collector;
 mod collector_lab;
 mod faults;
+mod fuzz_oracle;
 mod ingest;
 mod ingest_lab;
 mod isolation;
 mod oracle;
-mod soak;
 mod rules;
+mod soak;
 mod support;
 
 use std::sync::Arc;
@@ -44,7 +46,7 @@ fn main() {
     };
     let mut trials: Vec<Trial> = Vec::new();
     type Suite = (&'static str, fn() -> Vec<support::Case>);
-    let suites: [Suite; 10] = [
+    let suites: [Suite; 11] = [
         ("isolation", isolation::cases),
         ("oracle", oracle::cases),
         ("bad_input", bad_input::cases),
@@ -55,6 +57,7 @@ fn main() {
         ("faults", faults::cases),
         ("soak", soak::cases),
         ("rules", rules::cases),
+        ("bypass", bypass::cases),
     ];
     for (suite, cases) in suites {
         for case in cases() {

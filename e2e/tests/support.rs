@@ -722,3 +722,129 @@ pub fn built_proxy_bin() -> Option<std::path::PathBuf> {
     ));
     None
 }
+
+// ---- Enforcement bypass catalogue and differential fuzzing (issue #8) ----
+
+/// What a tenant may and may not see, from the oracle (its series) and the lab workload (every
+/// series): a series of an answer is outside the policy when it is another tenant's series, or
+/// when it carries a label pair that only other tenants' series carry.
+pub struct PolicyView {
+    pub tenant: &'static str,
+    pub own: BTreeSet<LabelSet>,
+    pub others: BTreeSet<LabelSet>,
+    pub foreign_pairs: BTreeSet<(String, String)>,
+}
+
+impl PolicyView {
+    pub fn new(env: &Env, tenant: &'static str) -> Result<PolicyView> {
+        let own = env.oracle_series(tenant)?;
+        let own_pairs: BTreeSet<(String, String)> = own
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let all: BTreeSet<LabelSet> = env
+            .lab
+            .series
+            .iter()
+            .map(|d| d.labels.iter().cloned().collect())
+            .collect();
+        let foreign_pairs = all
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|p| !own_pairs.contains(p))
+            .collect();
+        let others = all.difference(&own).cloned().collect();
+        Ok(PolicyView {
+            tenant,
+            own,
+            others,
+            foreign_pairs,
+        })
+    }
+
+    /// Why `labels` is outside the policy, if it is.
+    pub fn outside(&self, labels: &LabelSet) -> Option<String> {
+        if self.others.contains(labels) {
+            return Some(format!("another tenant's series {labels:?}"));
+        }
+        labels
+            .iter()
+            .find(|(k, v)| self.foreign_pairs.contains(&((*k).clone(), (*v).clone())))
+            .map(|(k, v)| format!("{k}={v:?} only on other tenants' series, in {labels:?}"))
+    }
+
+    /// Every series of the proxy's answer `got` that is outside the policy. A label pair only
+    /// other tenants' series carry is allowed when the tenant's oracle gave that very series
+    /// too (`absent(x{namespace="team-b"})` echoes the query), or, when the oracle refused,
+    /// when the value is a literal of the query.
+    pub fn leaks(&self, got: &Answer, want: &Answer, query: &str) -> Vec<String> {
+        let oracle = want.error_type().is_none().then(|| answer_series(want));
+        answer_series(got)
+            .iter()
+            .filter_map(|s| {
+                if let Some(why) = self.outside(s).filter(|_| self.others.contains(s)) {
+                    return Some(why);
+                }
+                let why = self.outside(s)?;
+                let echoed = match &oracle {
+                    Some(w) => w.contains(s),
+                    None => s
+                        .iter()
+                        .filter(|(k, v)| self.foreign_pairs.contains(&((*k).clone(), (*v).clone())))
+                        .all(|(_, v)| query.contains(&format!("\"{v}\""))),
+                };
+                (!echoed).then_some(why)
+            })
+            .map(|why| format!("{}: {why}", self.tenant))
+            .collect()
+    }
+}
+
+/// The label sets of a vector or matrix answer (empty for errors, scalars and strings).
+pub fn answer_series(a: &Answer) -> BTreeSet<LabelSet> {
+    if a.error_type().is_some() {
+        return BTreeSet::new();
+    }
+    match a.body["data"]["resultType"].as_str() {
+        Some("vector") | Some("matrix") => a.body["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| label_set(&s["metric"]))
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// One request of [`proxy_and_oracle`]: tenant, path, parameters.
+pub type Job = (&'static str, &'static str, Vec<(&'static str, String)>);
+
+/// Send each (tenant, path, params) to the proxy as the tenant and to the tenant's oracle,
+/// `parallel` at a time; the answers in job order.
+pub fn proxy_and_oracle(
+    env: &Env,
+    jobs: &[Job],
+    parallel: usize,
+) -> Vec<(Result<Answer>, Result<Answer>)> {
+    env.block_on(async {
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (tenant, path, params)) in jobs.iter().enumerate() {
+            let got = env.tenant_request(Some(tenant), path, params);
+            let want = env.oracle_request(tenant, path, params);
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                (i, send(got).await, send(want).await)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(done) = set.join_next().await {
+            out.push(done.expect("proxy_and_oracle task"));
+        }
+        out.sort_by_key(|(i, _, _)| *i);
+        out.into_iter().map(|(_, g, w)| (g, w)).collect()
+    })
+}

@@ -5,6 +5,7 @@
 
 mod bench;
 mod crd;
+mod fuzz_oracle;
 mod http;
 mod kind;
 mod lab;
@@ -64,6 +65,10 @@ enum Cmd {
     /// `--minutes N` (fractions allowed); fails on a lost acknowledged sample, a cross-tenant
     /// series or a peak RSS over the bound, and prints a summary table.
     Soak(soak::SoakArgs),
+    /// Differential fuzzing against the oracle: N generated PromQL queries through the proxy
+    /// and straight to each tenant's oracle Prometheus (`bypass::differential` of the e2e
+    /// suite). Prints queries tried, mismatches by class and leaks; fails on any leak.
+    FuzzOracle(fuzz_oracle::FuzzOracleArgs),
     /// Write the ArgoCD cluster Secret for a kind cluster from `kind get kubeconfig
     /// --internal` output (a step of `cargo xtask up --kind`).
     #[command(hide = true)]
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
         Cmd::Validate => validate::run(&root),
         Cmd::Bench(args) => bench::run(&root, &args),
         Cmd::Soak(args) => soak::run(&root, &args),
+        Cmd::FuzzOracle(args) => fuzz_oracle::run(&root, &args),
         Cmd::KindSecret {
             role,
             kubeconfig,

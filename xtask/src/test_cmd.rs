@@ -74,8 +74,9 @@ pub fn test_command_args(extra: &[String]) -> Vec<String> {
     args
 }
 
-/// `cargo xtask test`: returns cargo's exit code.
-pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<i32> {
+/// Install the tools and build the binaries the end-to-end tests spawn; the environment
+/// variables that point the tests at them (absolute paths).
+pub fn test_env(root: &Path) -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
     let tools = tools::ensure(root, false)?;
     build_bins(root)?;
     let proxy = debug_bin(root, "prometheus-multi-tenant-proxy");
@@ -85,11 +86,16 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<i32> {
             proxy.display()
         );
     }
-    let env = [
-        ("PROMETHEUS_BIN", tools.prometheus.clone()),
-        ("PUSHGATEWAY_BIN", tools.pushgateway.clone()),
+    Ok(vec![
+        ("PROMETHEUS_BIN", tools.prometheus),
+        ("PUSHGATEWAY_BIN", tools.pushgateway),
         ("PROXY_BIN", proxy),
-    ];
+    ])
+}
+
+/// `cargo xtask test`: returns cargo's exit code.
+pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<i32> {
+    let env = test_env(root)?;
     let test_args = test_command_args(&args.cargo_args);
     cargo_with_env(root, &test_args, &env)
 }
