@@ -5,6 +5,7 @@
 
 mod bench;
 mod crd;
+mod fuzz;
 mod http;
 mod kind;
 mod lab;
@@ -59,6 +60,10 @@ enum Cmd {
     /// ingest | read | rewrite | collector | memory | all. Prints one table and writes
     /// docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets of proxy/fuzz (rewrite, remote_write, relabel, config, crd)
+    /// for `--seconds` each on the committed corpus, with RUSTC_BOOTSTRAP=1 on stable Rust;
+    /// installs cargo-fuzz if missing. Prints executions and crashes per target.
+    Fuzz(fuzz::FuzzArgs),
     /// Write the ArgoCD cluster Secret for a kind cluster from `kind get kubeconfig
     /// --internal` output (a step of `cargo xtask up --kind`).
     #[command(hide = true)]
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Cmd::E2e(args) => kind::e2e(&root, &args).map(|_| 0),
         Cmd::Validate => validate::run(&root),
         Cmd::Bench(args) => bench::run(&root, &args),
+        Cmd::Fuzz(args) => fuzz::run(&root, &args),
         Cmd::KindSecret {
             role,
             kubeconfig,
