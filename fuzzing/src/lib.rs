@@ -17,7 +17,7 @@ pub mod mutate;
 
 pub use crd::crd;
 pub use relabel::relabel;
-pub use remote_write::remote_write;
+pub use remote_write::{LIMIT as REMOTE_WRITE_LIMIT, remote_write};
 pub use rewrite::{check_output as check_rewrite_output, policies as rewrite_policies, rewrite};
 
 /// A target's property: panics when it is violated.

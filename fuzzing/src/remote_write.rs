@@ -7,6 +7,9 @@
 //! - bounded memory: a body whose snappy preamble declares more than the limit is refused as
 //!   `TooLarge`, and any body declaring `n > 0` bytes is refused as `TooLarge` under the limit
 //!   `n - 1` — the declared length is checked before the output buffer is allocated;
+//! - a decoded request's structs take at most `MAX_AMPLIFICATION` times the limit (the codec
+//!   estimates it from the wire format before decoding: tiny items that decode to 100 times
+//!   their size are refused);
 //! - `ingest::limits::decode` accepts exactly what the codec accepts;
 //! - a decoded request re-encodes to bytes that decode and re-encode to the same bytes;
 //! - a series `check_series` accepts has sorted, unique, non-empty label names, a metric name
@@ -14,7 +17,10 @@
 
 use proxy::config::ingest::IngestLimits;
 use proxy::ingest::limits;
-use proxy::remote_write::{CodecError, decode_write_request, encode_write_request};
+use proxy::remote_write::{
+    CodecError, MAX_AMPLIFICATION, decode_write_request, encode_write_request,
+    write_request_footprint,
+};
 
 /// The decompressed-size limit of the run (the gateway's default is larger; the property is the
 /// same for any limit, and a small one keeps every execution cheap).
@@ -55,6 +61,13 @@ fn body(body: &[u8]) {
         "codec and ingest limits disagree: {decoded:?} / {checked:?}"
     );
     let Ok(req) = decoded else { return };
+    if let Ok(raw) = snap::raw::Decoder::new().decompress_vec(body) {
+        let footprint = write_request_footprint(&raw);
+        assert!(
+            footprint <= MAX_AMPLIFICATION * LIMIT,
+            "a request decoding to {footprint} bytes of structs was accepted under the limit {LIMIT}"
+        );
+    }
 
     let once = encode_write_request(&req);
     let back = decode_write_request(&once, usize::MAX)

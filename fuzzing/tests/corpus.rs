@@ -115,3 +115,35 @@ fn a_violated_property_fails_the_run() {
     let enforced = r#"up{namespace="team-a"}"#;
     pmtp_fuzzing::check_rewrite_output("up", enforced, policy);
 }
+
+/// Regression (found reviewing the remote_write target's memory bound): 100,000 empty
+/// histograms are 200 KB decompressed, under the limit, and over 20 MB decoded; the codec
+/// refuses them before decoding.
+#[test]
+fn regression_remote_write_histogram_bomb_is_refused() {
+    let mut series = vec![0x0a, 0x05, 0x0a, 0x01, b'a', 0x12, 0x00];
+    series.extend_from_slice(&[0x22u8, 0x00].repeat(100_000));
+    let mut raw = vec![0x0a];
+    let mut n = series.len();
+    while n >= 0x80 {
+        raw.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    raw.push(n as u8);
+    raw.extend_from_slice(&series);
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("compress");
+    assert!(raw.len() <= pmtp_fuzzing::REMOTE_WRITE_LIMIT);
+    let decoded =
+        proxy::remote_write::decode_write_request(&body, pmtp_fuzzing::REMOTE_WRITE_LIMIT);
+    assert!(
+        matches!(
+            decoded,
+            Err(proxy::remote_write::CodecError::Amplified { .. })
+        ),
+        "{:?}",
+        decoded.map(|r| r.timeseries.len())
+    );
+    check("remote_write", "the histogram bomb", &body);
+}

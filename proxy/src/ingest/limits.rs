@@ -73,6 +73,10 @@ pub fn decode(body: &[u8], max_decompressed: usize) -> Result<WriteRequest, Refu
             "too_large",
             format!("decompressed body of {claimed} bytes exceeds the limit of {limit} bytes; send smaller batches"),
         ),
+        CodecError::Amplified { .. } => Refusal::new(
+            "too_large",
+            format!("{e}; send smaller batches"),
+        ),
         CodecError::Snappy(e) => Refusal::new("snappy", format!("invalid snappy body: {e}")),
         CodecError::Protobuf(e) if e.to_string().contains("UTF-8") => Refusal::new(
             "invalid_utf8",
