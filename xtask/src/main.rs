@@ -5,6 +5,7 @@
 
 mod bench;
 mod crd;
+mod fuzz;
 mod fuzz_oracle;
 mod http;
 mod kind;
@@ -69,6 +70,10 @@ enum Cmd {
     /// and straight to each tenant's oracle Prometheus (`bypass::differential` of the e2e
     /// suite). Prints queries tried, mismatches by class and leaks; fails on any leak.
     FuzzOracle(fuzz_oracle::FuzzOracleArgs),
+    /// Run the cargo-fuzz targets of proxy/fuzz (rewrite, remote_write, relabel, config, crd)
+    /// for `--seconds` each on the committed corpus, with RUSTC_BOOTSTRAP=1 on stable Rust;
+    /// installs cargo-fuzz if missing. Prints executions and crashes per target.
+    Fuzz(fuzz::FuzzArgs),
     /// Write the ArgoCD cluster Secret for a kind cluster from `kind get kubeconfig
     /// --internal` output (a step of `cargo xtask up --kind`).
     #[command(hide = true)]
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::run(&root, &args),
         Cmd::Soak(args) => soak::run(&root, &args),
         Cmd::FuzzOracle(args) => fuzz_oracle::run(&root, &args),
+        Cmd::Fuzz(args) => fuzz::run(&root, &args),
         Cmd::KindSecret {
             role,
             kubeconfig,

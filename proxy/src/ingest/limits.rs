@@ -8,7 +8,7 @@ use crate::config::ingest::IngestLimits;
 use prost::Message;
 
 use crate::remote_write::wire::{self, LabelPair, LabelRef, SeriesRef};
-use crate::remote_write::{self, CodecError, Label, MetricMetadata, TimeSeries, WriteRequest};
+use crate::remote_write::{self, CodecError, Label, MetricMetadata, TimeSeries};
 
 /// Why a request or a series was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,9 +99,17 @@ pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, Refus
 
 /// Decode a decompressed `WriteRequest`: scanned in place where possible, with prost where
 /// not. Whatever the scanner does not take is decoded by prost as a whole, so malformed bodies
-/// get prost's verdict and message.
-pub fn decode(raw: &[u8]) -> Result<Decoded<'_>, Refusal> {
-    let scanned = wire::scan(raw).ok().and_then(|scanned| {
+/// get prost's verdict and message. Either way the memory taken is bounded by
+/// [`remote_write::MAX_AMPLIFICATION`] times `max_decompressed`.
+pub fn decode(raw: &[u8], max_decompressed: usize) -> Result<Decoded<'_>, Refusal> {
+    let max_memory = max_decompressed.saturating_mul(remote_write::MAX_AMPLIFICATION);
+    let scanned = wire::scan(raw, max_memory).ok().and_then(|scanned| {
+        // Series in other shapes (histograms, exemplars) are decoded into structs: bound them
+        // as prost's path does.
+        let decodes = !scanned.metadata.is_empty() || scanned.series.iter().any(|s| !s.plain);
+        if decodes && remote_write::check_footprint(raw, max_decompressed).is_err() {
+            return None;
+        }
         let metadata = scanned
             .metadata
             .iter()
@@ -124,7 +132,8 @@ pub fn decode(raw: &[u8]) -> Result<Decoded<'_>, Refusal> {
     if let Some(decoded) = scanned {
         return Ok(decoded);
     }
-    let request = WriteRequest::decode(raw).map_err(|e| codec_refusal(CodecError::Protobuf(e)))?;
+    let request =
+        remote_write::decode_decompressed(raw, max_decompressed).map_err(codec_refusal)?;
     Ok(Decoded {
         series: request
             .timeseries
@@ -144,6 +153,9 @@ fn codec_refusal(e: CodecError) -> Refusal {
                 "decompressed body of {claimed} bytes exceeds the limit of {limit} bytes; send smaller batches"
             ),
         ),
+        CodecError::Amplified { .. } => {
+            Refusal::new("too_large", format!("{e}; send smaller batches"))
+        }
         CodecError::Snappy(e) => Refusal::new("snappy", format!("invalid snappy body: {e}")),
         CodecError::Protobuf(e) if e.to_string().contains("UTF-8") => Refusal::new(
             "invalid_utf8",

@@ -94,7 +94,7 @@ impl Ingest {
             Ok(raw) => raw,
             Err(r) => return refused(r),
         };
-        let mut request = match limits::decode(&raw) {
+        let mut request = match limits::decode(&raw, config.max_decompressed_bytes) {
             Ok(r) => r,
             Err(r) => return refused(r),
         };

@@ -31,7 +31,20 @@ pub enum CodecError {
     TooLarge { claimed: usize, limit: usize },
     #[error("invalid protobuf message: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    /// Within the size limit, but made of so many tiny items (an empty series or histogram is
+    /// 2 bytes on the wire and over 100 bytes decoded) that decoding would take more memory
+    /// than [`MAX_AMPLIFICATION`] times the limit.
+    #[error(
+        "decoding would take {footprint} bytes of memory, over {MAX_AMPLIFICATION} times the limit of {limit} bytes"
+    )]
+    Amplified { footprint: usize, limit: usize },
 }
+
+/// The memory the decoded structs of a `WriteRequest` may take, as a multiple of the
+/// decompressed-size limit. Real requests take about 1 to 5 times their decompressed size
+/// (short labels are the most: `job="api"` is 12 bytes on the wire, 60 decoded); a body of
+/// empty series would take 48 times, of empty histograms over 100 times.
+pub const MAX_AMPLIFICATION: usize = 8;
 
 /// Serialise and snappy-compress a `WriteRequest`, ready to POST.
 pub fn encode_write_request(req: &WriteRequest) -> Vec<u8> {
@@ -73,7 +86,32 @@ pub fn decode_write_request(
     body: &[u8],
     max_decompressed: usize,
 ) -> Result<WriteRequest, CodecError> {
-    decode_snappy(body, max_decompressed)
+    let raw = decompress(body, max_decompressed)?;
+    decode_decompressed(&raw, max_decompressed)
+}
+
+/// Parse a decompressed `WriteRequest`, refusing one whose structs would take more than
+/// [`MAX_AMPLIFICATION`] times `max_decompressed` bytes of memory.
+pub fn decode_decompressed(
+    raw: &[u8],
+    max_decompressed: usize,
+) -> Result<WriteRequest, CodecError> {
+    check_footprint(raw, max_decompressed)?;
+    Ok(WriteRequest::decode(raw)?)
+}
+
+/// Refuse a decompressed `WriteRequest` whose structs would take more than
+/// [`MAX_AMPLIFICATION`] times `max_decompressed` bytes of memory.
+pub fn check_footprint(raw: &[u8], max_decompressed: usize) -> Result<(), CodecError> {
+    let footprint = write_request_footprint(raw);
+    let limit = max_decompressed.saturating_mul(MAX_AMPLIFICATION);
+    if footprint > limit {
+        return Err(CodecError::Amplified {
+            footprint,
+            limit: max_decompressed,
+        });
+    }
+    Ok(())
 }
 
 /// Decompress and parse any snappy-framed message, with the same allocation guard.
@@ -96,4 +134,76 @@ pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, Codec
         });
     }
     Ok(snap::raw::Decoder::new().decompress_vec(body)?)
+}
+
+/// The messages of a `WriteRequest` whose repeated fields allocate one struct per item.
+#[derive(Clone, Copy)]
+enum Shape {
+    WriteRequest,
+    TimeSeries,
+    Exemplar,
+    Histogram,
+    Leaf,
+}
+
+/// The struct a length-delimited `field` of `shape` decodes to (its size, and its shape).
+fn item(shape: Shape, field: u32) -> Option<(usize, Shape)> {
+    use super::proto::{
+        BucketSpan, Exemplar, Histogram, Label, MetricMetadata, Sample, TimeSeries,
+    };
+    use std::mem::size_of;
+    Some(match (shape, field) {
+        (Shape::WriteRequest, 1) => (size_of::<TimeSeries>(), Shape::TimeSeries),
+        (Shape::WriteRequest, 3) => (size_of::<MetricMetadata>(), Shape::Leaf),
+        (Shape::TimeSeries | Shape::Exemplar, 1) => (size_of::<Label>(), Shape::Leaf),
+        (Shape::TimeSeries, 2) => (size_of::<Sample>(), Shape::Leaf),
+        (Shape::TimeSeries, 3) => (size_of::<Exemplar>(), Shape::Exemplar),
+        (Shape::TimeSeries, 4) => (size_of::<Histogram>(), Shape::Histogram),
+        (Shape::Histogram, 8 | 11) => (size_of::<BucketSpan>(), Shape::Leaf),
+        _ => return None,
+    })
+}
+
+/// An upper estimate of the memory `WriteRequest::decode(raw)` allocates for its structs:
+/// a walk of the wire format (no allocation, depth 3) counting each repeated item's struct,
+/// 8 bytes per scalar, and the bytes of strings and packed fields (×8: a 1-byte varint
+/// decodes to an 8-byte integer). Malformed input ends the walk: the decoder refuses it.
+pub fn write_request_footprint(raw: &[u8]) -> usize {
+    footprint(raw, Shape::WriteRequest)
+}
+
+fn footprint(mut buf: &[u8], shape: Shape) -> usize {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut total = 0usize;
+    while !buf.is_empty() {
+        let Ok((field, wire)) = decode_key(&mut buf) else {
+            break;
+        };
+        let step = match wire {
+            WireType::Varint => decode_varint(&mut buf).map(|_| 8).ok(),
+            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
+                let n = if wire == WireType::SixtyFourBit { 8 } else { 4 };
+                buf.get(n..).map(|rest| {
+                    buf = rest;
+                    8
+                })
+            }
+            WireType::LengthDelimited => decode_varint(&mut buf).ok().map(|len| {
+                let len = usize::try_from(len).unwrap_or(usize::MAX).min(buf.len());
+                let (body, rest) = buf.split_at(len);
+                buf = rest;
+                match item(shape, field) {
+                    Some((size, Shape::Leaf)) => size.saturating_add(len),
+                    Some((size, inner)) => size.saturating_add(footprint(body, inner)),
+                    None => len.saturating_mul(8),
+                }
+            }),
+            WireType::StartGroup | WireType::EndGroup => None,
+        };
+        match step {
+            Some(n) => total = total.saturating_add(n),
+            None => break,
+        }
+    }
+    total
 }

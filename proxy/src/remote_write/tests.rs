@@ -241,3 +241,54 @@ fn encoding_borrowed_series_gives_the_same_bytes_as_a_write_request() {
     let back = decode_write_request(&owned, 1 << 20).unwrap();
     assert_eq!(back.timeseries, series);
 }
+
+/// A body of 100,000 empty histograms in one series: 200 KB decompressed, over 20 MB decoded.
+fn histogram_bomb() -> Vec<u8> {
+    let histograms = [0x22u8, 0x00].repeat(100_000);
+    let mut series = vec![0x0a, 0x05, 0x0a, 0x01, b'a', 0x12, 0x00];
+    series.extend_from_slice(&histograms);
+    let mut raw = vec![0x0a];
+    prost::encoding::encode_varint(series.len() as u64, &mut raw);
+    raw.extend_from_slice(&series);
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+}
+
+#[test]
+fn tiny_items_that_decode_to_far_more_memory_are_refused_before_decoding() {
+    let body = histogram_bomb();
+    let len = snap::raw::decompress_len(&body).unwrap();
+    let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+    let footprint = write_request_footprint(&raw);
+    assert!(
+        footprint > 100_000 * std::mem::size_of::<Histogram>(),
+        "{footprint}"
+    );
+    match decode_write_request(&body, len) {
+        Err(CodecError::Amplified {
+            footprint: f,
+            limit,
+        }) => {
+            assert_eq!((f, limit), (footprint, len))
+        }
+        other => panic!(
+            "expected Amplified, got {:?}",
+            other.map(|r| r.timeseries.len())
+        ),
+    }
+    // Under a limit large enough for what it decodes to, it is an ordinary request.
+    let decoded = decode_write_request(&body, footprint / MAX_AMPLIFICATION + 1).unwrap();
+    assert_eq!(decoded.timeseries[0].histograms.len(), 100_000);
+}
+
+#[test]
+fn real_requests_are_well_under_the_amplification_limit() {
+    let body = encode_write_request(&sample_request());
+    let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+    let footprint = write_request_footprint(&raw);
+    assert!(footprint >= raw.len(), "{footprint} < {}", raw.len());
+    assert!(
+        footprint <= 6 * raw.len(),
+        "{footprint} > 6 × {}",
+        raw.len()
+    );
+}

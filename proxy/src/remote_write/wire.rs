@@ -150,8 +150,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Scan a decompressed `WriteRequest`.
-pub fn scan(body: &[u8]) -> Result<Scanned<'_>, NotScanned> {
+/// Scan a decompressed `WriteRequest`. Gives up (`NotScanned`) once what it read would take
+/// more than `max_memory` bytes: a body of tiny items (an empty series is 2 bytes on the wire)
+/// must not make it allocate many times the body's size; prost's path then refuses it.
+pub fn scan(body: &[u8], max_memory: usize) -> Result<Scanned<'_>, NotScanned> {
     let mut out = Scanned {
         // A series of the usual size is ~300 bytes encoded.
         series: Vec::with_capacity(body.len() / 256),
@@ -165,6 +167,11 @@ pub fn scan(body: &[u8]) -> Result<Scanned<'_>, NotScanned> {
                 let encoded = r.bytes()?;
                 let series = scan_series(encoded, &mut out.labels)?;
                 out.series.push(series);
+                let memory = out.series.len() * std::mem::size_of::<SeriesRef<'_>>()
+                    + out.labels.len() * std::mem::size_of::<LabelRef<'_>>();
+                if memory > max_memory {
+                    return Err(NotScanned);
+                }
             }
             (3, LEN) => out.metadata.push(r.bytes()?),
             _ => return Err(NotScanned),

@@ -124,29 +124,50 @@ pub(crate) fn build_snapshot(
 
 fn load_file(path: &Path, loaded: &mut Vec<Loaded>, invalid: &mut Vec<InvalidResource>) {
     let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_documents(&file, &text, loaded, invalid),
+        Err(e) => invalid.push(InvalidResource {
+            file: Some(file),
+            namespace: None,
+            name: None,
+            error: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+/// The snapshot one file's text gives on its own (`file` names it in errors): the whole file
+/// path — YAML documents, schema, validation, policy, merge — without the filesystem.
+pub fn load_text(file: &str, text: &str) -> TenantSnapshot {
+    let (mut loaded, mut invalid) = (Vec::new(), Vec::new());
+    load_documents(file, text, &mut loaded, &mut invalid);
+    build_snapshot(loaded, invalid)
+}
+
+fn load_documents(
+    file: &str,
+    text: &str,
+    loaded: &mut Vec<Loaded>,
+    invalid: &mut Vec<InvalidResource>,
+) {
     let report = |invalid: &mut Vec<InvalidResource>,
                   ns: Option<String>,
                   name: Option<String>,
                   error: String| {
         invalid.push(InvalidResource {
-            file: Some(file.clone()),
+            file: Some(file.to_string()),
             namespace: ns,
             name,
             error,
         });
     };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => return report(invalid, None, None, format!("cannot read: {e}")),
-    };
-    let docs: Vec<Value> = match serde_saphyr::from_multiple(&text) {
+    let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
         Ok(d) => d,
         Err(e) => {
-            let at = located_message(&e, &text, 0);
+            let at = located_message(&e, text, 0);
             return report(invalid, None, None, format!("not valid YAML: {at}"));
         }
     };
-    let texts = document_texts(&text, &docs);
+    let texts = document_texts(text, &docs);
     for (i, doc) in docs.iter().enumerate() {
         if doc.is_null() {
             continue;
@@ -178,7 +199,7 @@ fn load_file(path: &Path, loaded: &mut Vec<Loaded>, invalid: &mut Vec<InvalidRes
         let located = texts.as_ref().map(|t| t[i]);
         match check_document(doc, located, ns.as_deref(), name.as_deref()) {
             Ok((spec, policy)) => loaded.push(Loaded {
-                file: Some(file.clone()),
+                file: Some(file.to_string()),
                 namespace: ns.unwrap_or_default(),
                 name: name.unwrap_or_default(),
                 spec,

@@ -183,7 +183,7 @@ async fn received(seen: &Seen, n: usize) -> Vec<Vec<u8>> {
 
 /// The request's series as the scanner hands them to the forwarder.
 fn scanned(raw: &[u8]) -> Vec<Outgoing<'_>> {
-    let scanned = crate::remote_write::wire::scan(raw).unwrap();
+    let scanned = crate::remote_write::wire::scan(raw, usize::MAX).unwrap();
     scanned
         .series
         .iter()

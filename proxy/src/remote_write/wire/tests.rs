@@ -58,7 +58,7 @@ fn request() -> WriteRequest {
 fn scan_reads_what_prost_reads() {
     let req = request();
     let body = req.encode_to_vec();
-    let scanned = scan(&body).expect("scans");
+    let scanned = scan(&body, usize::MAX).expect("scans");
     assert_eq!(scanned.series.len(), req.timeseries.len());
     for (s, want) in scanned.series.iter().zip(&req.timeseries) {
         let labels: Vec<Label> = scanned
@@ -90,7 +90,7 @@ fn pushed_series_are_the_bytes_prost_writes() {
         ..request()
     };
     let body = req.encode_to_vec();
-    let scanned = scan(&body).expect("scans");
+    let scanned = scan(&body, usize::MAX).expect("scans");
     let mut out = Vec::new();
     for s in &scanned.series {
         push_series(&mut out, s.encoded);
@@ -113,7 +113,7 @@ fn never_takes_a_body_prost_refuses() {
     let mut scanned = 0;
     for b in &bodies {
         // The caller decodes the metadata and the series that are not plain with prost.
-        let taken = scan(b).ok().filter(|s| {
+        let taken = scan(b, usize::MAX).ok().filter(|s| {
             s.series
                 .iter()
                 .all(|t| t.plain || TimeSeries::decode(t.encoded).is_ok())
@@ -156,10 +156,10 @@ fn unusual_shapes_are_not_plain() {
     prost::encoding::bytes::encode(1, &lab, &mut encoded);
     let mut body = Vec::new();
     push_series(&mut body, &encoded);
-    let scanned = scan(&body).expect("scans");
+    let scanned = scan(&body, usize::MAX).expect("scans");
     assert!(!scanned.series[0].plain);
     // A field the scanner does not know at the top level: prost's business.
     let mut body = Vec::new();
     prost::encoding::int64::encode(9, &1, &mut body);
-    assert_eq!(scan(&body).err(), Some(NotScanned));
+    assert_eq!(scan(&body, usize::MAX).err(), Some(NotScanned));
 }

@@ -285,3 +285,22 @@ async fn a_same_size_rewrite_is_seen() {
     .await;
     task.abort();
 }
+
+#[test]
+fn load_text_is_load_dir_without_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}---\n{}",
+        cr("a", "one", "up"),
+        cr("", "nameless-ns", "up")
+    );
+    write(dir.path(), "t.yaml", &text);
+    let from_dir = load_dir(dir.path());
+    let file = dir.path().join("t.yaml").display().to_string();
+    let from_text = load_text(&file, &text);
+    let json = |s: &TenantSnapshot| serde_json::to_value((&s.tenants, &s.invalid)).unwrap();
+    assert_eq!(json(&from_text), json(&from_dir));
+    assert_eq!(from_text.tenants.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(from_text.invalid.len(), 1, "{:?}", from_text.invalid);
+    assert_eq!(from_text.invalid[0].file.as_deref(), Some(file.as_str()));
+}
