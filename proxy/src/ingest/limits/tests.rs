@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::remote_write::{Sample, encode_write_request};
+use crate::remote_write::{Sample, WriteRequest, encode_write_request};
 
 fn series(labels: &[(&str, &str)], ts: i64) -> TimeSeries {
     TimeSeries {
