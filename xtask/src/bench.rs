@@ -80,6 +80,8 @@ pub struct Row {
     pub better: Better,
     /// Why a figure is missing, or what to know about it.
     pub note: String,
+    /// The peer this row compares with, when its figure could not be measured.
+    pub peer_missing: Option<String>,
 }
 
 impl Row {
@@ -92,6 +94,7 @@ impl Row {
             target,
             better,
             note: String::new(),
+            peer_missing: None,
         }
     }
 
@@ -104,6 +107,7 @@ impl Row {
         self.peer = v.map(|v| (name.to_string(), v));
         if self.peer.is_none() {
             self.note_add(&format!("{name}: not measured"));
+            self.peer_missing = Some(name.to_string());
         }
         self
     }
@@ -141,6 +145,31 @@ impl Row {
             Better::Higher => p / q,
             Better::Lower => q / p,
         })
+    }
+
+    /// What of this row could not be measured (the proxy's figure or its peer's), with the
+    /// row's notes, which say why.
+    pub fn unmeasured(&self) -> Option<String> {
+        let mut missing = Vec::new();
+        if self.proxy.is_none() {
+            missing.push("the proxy".to_string());
+        }
+        if let Some(peer) = &self.peer_missing {
+            missing.push(peer.clone());
+        }
+        if missing.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "{}: {} not measured ({})",
+            self.scenario,
+            missing.join(" and "),
+            if self.note.is_empty() {
+                "no reason recorded"
+            } else {
+                &self.note
+            }
+        ))
     }
 
     pub fn met(&self) -> Option<bool> {
@@ -188,6 +217,18 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
         std::fs::write(&path, doc)?;
         eprintln!("xtask bench: wrote {}", path.display());
     }
+    // A figure that could not be measured fails the run: a table with holes is not a result.
+    let unmeasured: Vec<String> = rows.iter().filter_map(Row::unmeasured).collect();
+    if !unmeasured.is_empty() {
+        eprintln!(
+            "xtask bench: {} row(s) could not be measured:",
+            unmeasured.len()
+        );
+        for u in &unmeasured {
+            eprintln!("  - {u}");
+        }
+        return Ok(1);
+    }
     Ok(0)
 }
 
@@ -216,5 +257,27 @@ mod tests {
             .peer("peer", Some(1.0));
         assert_eq!(r.ratio(), Some(2.0));
         assert_eq!(r.met(), Some(true));
+    }
+
+    #[test]
+    fn a_row_without_a_figure_is_unmeasured_with_its_reason() {
+        let measured = Row::new("x", "ms", Better::Lower, None)
+            .proxy(Some(1.0))
+            .peer("vmauth", Some(1.0));
+        assert_eq!(measured.unmeasured(), None);
+        let no_peer = Row::new("x", "ms", Better::Lower, None)
+            .proxy(Some(1.0))
+            .peer("vmauth", None);
+        let why = no_peer.unmeasured().expect("peer missing");
+        assert!(why.contains("vmauth not measured"), "{why}");
+        let failed = Row::failed(
+            vec![Row::new("y", "ms", Better::Lower, None)],
+            "wrk: libluajit",
+        );
+        let why = failed[0].unmeasured().expect("proxy missing");
+        assert!(
+            why.contains("the proxy not measured") && why.contains("libluajit"),
+            "{why}"
+        );
     }
 }

@@ -29,6 +29,8 @@ pub struct Ctx {
     proxy_bin: Option<Result<PathBuf, String>>,
     python: Option<Result<PathBuf, String>>,
     apt_updated: bool,
+    /// binary → the .deb it was extracted from in this run.
+    debs: BTreeMap<String, PathBuf>,
 }
 
 impl Ctx {
@@ -54,6 +56,7 @@ impl Ctx {
             proxy_bin: None,
             python: None,
             apt_updated: false,
+            debs: BTreeMap::new(),
         })
     }
 
@@ -89,22 +92,91 @@ impl Ctx {
         }
     }
 
-    /// A tool from the Debian package `package` (binary at `usr/{s,}bin/<bin>` inside it),
-    /// extracted into `target/bench/tools`, or from PATH when `path_ok` and it is there.
-    pub fn tool(&mut self, bin: &str, package: &str, path_ok: bool) -> anyhow::Result<PathBuf> {
+    /// A tool from the first of the Debian `packages` that holds it (binary at
+    /// `usr/{s,}bin/<bin>` inside it), extracted into `target/bench/tools` with the library
+    /// packages `libs` it needs beside it, or from PATH when `path_ok` and it is there. The
+    /// extracted tool must answer `probe` (e.g. `-v`): a binary that can't load its libraries
+    /// is an error that names them, never a row that silently goes unmeasured.
+    pub fn tool(
+        &mut self,
+        bin: &str,
+        packages: &[&str],
+        libs: &[&str],
+        path_ok: bool,
+        probe: &[&str],
+    ) -> anyhow::Result<PathBuf> {
         let root = self.dir.join("tools");
-        for sub in ["usr/bin", "usr/sbin"] {
-            let p = root.join(sub).join(bin);
-            if p.is_file() {
-                return Ok(p);
-            }
+        let extracted = |root: &Path| {
+            ["usr/bin", "usr/sbin"]
+                .iter()
+                .map(|sub| root.join(sub).join(bin))
+                .find(|p| p.is_file())
+        };
+        if let Some(p) = extracted(&root) {
+            return self.probed(bin, p, probe);
         }
         if path_ok && let Some(p) = tools::which(bin) {
             return Ok(p);
         }
+        for lib in libs {
+            self.extract(lib)?;
+        }
+        let mut tried = Vec::new();
+        for package in packages {
+            let deb = self.extract(package)?;
+            if let Some(p) = extracted(&root) {
+                self.debs.insert(bin.to_string(), deb);
+                return self.probed(bin, p, probe);
+            }
+            // A transitional package (nginx-light is one now) holds no binary.
+            tried.push(*package);
+        }
+        bail!(
+            "no usr/bin/{bin} in the Debian package(s) {}",
+            tried.join(", ")
+        )
+    }
+
+    /// wrk (Debian's links LuaJIT, which a fresh machine lacks: its library package comes too).
+    pub fn wrk(&mut self) -> anyhow::Result<PathBuf> {
+        let wrk = self.tool("wrk", &["wrk"], &["libluajit-5.1-2"], true, &["-v"])?;
+        self.record_version("wrk", &wrk, &["-v"]);
+        Ok(wrk)
+    }
+
+    /// nginx for the 204 sink: the `nginx` package (since Debian 12's security updates
+    /// `nginx-light` is an empty transitional package), `nginx-light` on older releases. The
+    /// sink needs `stub_status`.
+    pub fn nginx(&mut self) -> anyhow::Result<PathBuf> {
+        let nginx = self.tool("nginx", &["nginx", "nginx-light"], &[], true, &["-V"])?;
+        let out = Command::new(&nginx)
+            .arg("-V")
+            .env("LD_LIBRARY_PATH", self.library_path())
+            .output()
+            .context("running nginx -V")?;
+        if !String::from_utf8_lossy(&out.stderr).contains("http_stub_status_module") {
+            bail!(
+                "{} lacks the stub_status module the sink needs",
+                nginx.display()
+            );
+        }
+        self.record_version("nginx", &nginx, &["-v"]);
+        Ok(nginx)
+    }
+
+    /// A peer from Debian's victoria-metrics package (vmagent, vmauth).
+    pub fn victoria(&mut self, bin: &str) -> anyhow::Result<PathBuf> {
+        let p = self.tool(bin, &["victoria-metrics"], &[], false, &["-version"])?;
+        self.record_version(bin, &p, &["-version"]);
+        Ok(p)
+    }
+
+    /// `apt-get download` + `dpkg -x` of one package into `target/bench/tools`.
+    fn extract(&mut self, package: &str) -> anyhow::Result<PathBuf> {
+        let root = self.dir.join("tools");
         let debs = self.dir.join("debs");
         std::fs::create_dir_all(&debs)?;
-        eprintln!("xtask bench: apt-get download {package} (for {bin})");
+        eprintln!("xtask bench: apt-get download {package}");
         let deb = match tools::apt_download(&debs, package) {
             Ok(d) => d,
             Err(e) if !self.apt_updated && tools::is_root() => {
@@ -124,13 +196,95 @@ impl Ctx {
         if !status.success() {
             bail!("dpkg -x {} failed", deb.display());
         }
-        for sub in ["usr/bin", "usr/sbin"] {
-            let p = root.join(sub).join(bin);
-            if p.is_file() {
-                return Ok(p);
-            }
+        Ok(deb)
+    }
+
+    /// Run `bin probe…` with the extracted libraries on the loader path; the error carries
+    /// what the binary printed (a missing `.so` names itself).
+    fn probed(&self, bin: &str, path: PathBuf, probe: &[&str]) -> anyhow::Result<PathBuf> {
+        if probe.is_empty() {
+            return Ok(path);
         }
-        bail!("{package} has no usr/bin/{bin}")
+        let out = Command::new(&path)
+            .args(probe)
+            .env("LD_LIBRARY_PATH", self.library_path())
+            .output()
+            .with_context(|| format!("running {}", path.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains("error while loading shared libraries") || out.status.code() == Some(127) {
+            bail!("{bin} can't run here: {}", text.trim());
+        }
+        Ok(path)
+    }
+
+    /// The extracted packages' library folders, then the caller's LD_LIBRARY_PATH.
+    pub fn library_path(&self) -> std::ffi::OsString {
+        let root = self.dir.join("tools");
+        let mut dirs: Vec<PathBuf> = [
+            "usr/lib/x86_64-linux-gnu",
+            "usr/lib/aarch64-linux-gnu",
+            "usr/lib",
+            "lib/x86_64-linux-gnu",
+        ]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.is_dir())
+        .collect();
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default(),
+        ));
+        std::env::join_paths(dirs).unwrap_or_default()
+    }
+
+    /// The version of the Debian package `bin` was extracted from (`dpkg-deb -f <deb>
+    /// Version`), for binaries whose own `-version` prints nothing (Debian's
+    /// victoria-metrics build has no build info).
+    pub fn package_version(&self, bin: &str) -> Option<String> {
+        let deb = match self.debs.get(bin) {
+            Some(d) => d.clone(),
+            None => {
+                // Extracted by an earlier run: the newest .deb of a package holding it.
+                let dir = self.dir.join("debs");
+                let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .ok()?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        Command::new("dpkg-deb")
+                            .arg("-c")
+                            .arg(p)
+                            .output()
+                            .is_ok_and(|o| {
+                                String::from_utf8_lossy(&o.stdout)
+                                    .lines()
+                                    .any(|l| l.ends_with(&format!("/bin/{bin}")))
+                            })
+                    })
+                    .collect();
+                found.sort();
+                found.pop()?
+            }
+        };
+        let out = Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(&deb)
+            .args(["Package", "Version"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        Some(format!(
+            "{} {} (Debian package)",
+            field("Package")?,
+            field("Version")?
+        ))
     }
 
     /// python3 that can `import cramjam`: the system one, else a venv in target/bench/venv.
@@ -207,6 +361,7 @@ impl Ctx {
         cmd.args(args)
             .current_dir(&self.harness)
             .env("PATH", path)
+            .env("LD_LIBRARY_PATH", self.library_path())
             .env("RUN_DIR", &self.run_dir)
             .env("RAW_DIR", self.dir.join("raw"))
             .env("ANCHOR_BIN", self.dir.join("tools/usr/bin"))
@@ -304,6 +459,7 @@ impl Ctx {
         }
         let line = Command::new(bin)
             .args(args)
+            .env("LD_LIBRARY_PATH", self.library_path())
             .output()
             .ok()
             .map(|o| {
@@ -316,6 +472,11 @@ impl Ctx {
                     .to_string()
             })
             .unwrap_or_default();
+        let line = if line.is_empty() {
+            self.package_version(name).unwrap_or_default()
+        } else {
+            line
+        };
         self.versions.insert(name.to_string(), line);
     }
 }

@@ -101,15 +101,9 @@ pub fn ingest(ctx: &mut Ctx) -> Vec<Row> {
 }
 
 fn ingest_inner(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
-    let wrk = ctx.tool("wrk", "wrk", true)?;
-    ctx.record_version("wrk", &wrk, &["-v"]);
-    let nginx = ctx.tool("nginx", "nginx-light", true)?;
-    ctx.record_version("nginx", &nginx, &["-v"]);
-    let vmagent = ctx.tool("vmagent", "victoria-metrics", false);
-    if let Ok(v) = &vmagent {
-        let v = v.clone();
-        ctx.record_version("vmagent", &v, &["-version"]);
-    }
+    ctx.wrk()?;
+    ctx.nginx()?;
+    let vmagent = ctx.victoria("vmagent");
     let py = ctx.python()?;
     let payloads = ctx.dir.join("payloads/write");
     if !payloads.join("manifest.json").is_file() {

@@ -59,15 +59,10 @@ spec:
 ";
 
 fn read_inner(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
-    let wrk = ctx.tool("wrk", "wrk", true)?;
-    ctx.record_version("wrk", &wrk, &["-v"]);
-    let prom = ctx.tool("prometheus", "prometheus", false)?;
+    ctx.wrk()?;
+    let prom = ctx.tool("prometheus", &["prometheus"], &[], false, &["--version"])?;
     ctx.record_version("prometheus", &prom, &["--version"]);
-    let vmauth = ctx.tool("vmauth", "victoria-metrics", false);
-    if let Ok(v) = &vmauth {
-        let v = v.clone();
-        ctx.record_version("vmauth", &v, &["-version"]);
-    }
+    let vmauth = ctx.victoria("vmauth");
     let py = ctx.python()?;
     ctx.harness("anchors/prometheus.sh", &["start"], &[])?;
     let prom_pid = ctx.harness_pid("prometheus").context("prometheus pid")?;
