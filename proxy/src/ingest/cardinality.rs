@@ -19,7 +19,6 @@
 //! `RwLock<HashMap<tenant, Arc<Mutex<TenantSeries>>>>`: the hot path takes the read lock and the
 //! tenant's mutex; the write lock is only taken to add a tenant or drop an empty one.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,32 +26,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::ingest::CardinalityLimits;
-use crate::remote_write::wire::LabelPair;
 
-/// Hash of a series' labels (sorted by name): xxh3 over `name \xff value \xff ...`. Stable within
-/// a process (and across processes of the same build); collisions are rare and acceptable (two
-/// colliding series count as one).
-pub fn series_hash<L: LabelPair>(labels: &[L]) -> u64 {
-    thread_local! {
-        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    }
-    BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        for label in labels {
-            buf.extend_from_slice(label.name().as_bytes());
-            buf.push(0xff);
-            buf.extend_from_slice(label.value().as_bytes());
-            buf.push(0xff);
-        }
-        let hash = xxhash_rust::xxh3::xxh3_64(&buf);
-        // Don't keep a huge buffer around after one pathological series.
-        if buf.capacity() > 64 * 1024 {
-            *buf = Vec::new();
-        }
-        hash
-    })
-}
+/// Hash of a series' labels (sorted by name), as every part of the gateway computes it: see
+/// [`labels_hash`](crate::remote_write::wire::labels_hash). Collisions are rare and acceptable
+/// (two colliding series count as one).
+pub use crate::remote_write::wire::labels_hash as series_hash;
 
 /// The verdict of [`SeriesTracker::admit`] on one series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

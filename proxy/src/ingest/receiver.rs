@@ -10,7 +10,6 @@ use http::StatusCode;
 use bytes::Bytes;
 
 use super::Ingest;
-use super::cardinality::series_hash;
 use super::forward::Outgoing;
 use super::limits::{self, Incoming, Refusal};
 use super::pipeline::{Context, Verdict};
@@ -121,7 +120,7 @@ impl Ingest {
                     let labels = request.labels_of(&s);
                     if !pipeline.rewrites() && limits::plain_ok(labels, &s, &config.limits, now_ms)
                     {
-                        let hash = series_hash(labels);
+                        let hash = s.labels_hash(labels);
                         let samples = u64::from(s.samples);
                         match pipeline.apply_unchanged(tenant, labels, hash, samples, &cx) {
                             Verdict::Keep => {

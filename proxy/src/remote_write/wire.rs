@@ -54,6 +54,64 @@ pub struct SeriesRef<'a> {
     pub max_timestamp: i64,
     /// Only labels and float samples, each label with at most one name and one value.
     pub plain: bool,
+    /// The encoded label fields of the series when they are all in prost's own encoding (see
+    /// [`canonical_labels`]): hashing these bytes gives [`labels_hash`] without copying.
+    pub canonical_labels: Option<&'a [u8]>,
+}
+
+impl SeriesRef<'_> {
+    /// [`labels_hash`] of this series' labels (`labels` from [`Scanned::labels_of`]).
+    pub fn labels_hash(&self, labels: &[LabelRef<'_>]) -> u64 {
+        match self.canonical_labels {
+            Some(bytes) => xxhash_rust::xxh3::xxh3_64(bytes),
+            None => labels_hash(labels),
+        }
+    }
+}
+
+/// Hash of a label set (in the order given; callers sort by name): xxh3 of the labels as prost
+/// encodes them as `TimeSeries` field 1 (`0a len [0a n name] [12 m value]`, empty strings
+/// omitted). That is the byte string most series already arrive as, so a scanned series is
+/// hashed in place ([`SeriesRef::labels_hash`]); the encoding is unambiguous, so distinct label
+/// sets differ in what is hashed. Stable across processes of any build.
+pub fn labels_hash<L: LabelPair>(labels: &[L]) -> u64 {
+    use std::cell::RefCell;
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        for label in labels {
+            encode_label(&mut buf, label.name(), label.value());
+        }
+        let hash = xxhash_rust::xxh3::xxh3_64(&buf);
+        // Don't keep a huge buffer around after one pathological series.
+        if buf.capacity() > 64 * 1024 {
+            *buf = Vec::new();
+        }
+        hash
+    })
+}
+
+/// Append one label as `TimeSeries` field 1, as prost encodes it.
+pub fn encode_label(out: &mut Vec<u8>, name: &str, value: &str) {
+    let field = |n: usize| {
+        if n == 0 {
+            0
+        } else {
+            1 + prost::encoding::encoded_len_varint(n as u64) + n
+        }
+    };
+    out.push(0x0a);
+    prost::encoding::encode_varint((field(name.len()) + field(value.len())) as u64, out);
+    for (key, text) in [(0x0a, name), (0x12, value)] {
+        if !text.is_empty() {
+            out.push(key);
+            prost::encoding::encode_varint(text.len() as u64, out);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
 }
 
 /// A scanned `WriteRequest`.
@@ -191,14 +249,25 @@ fn scan_series<'a>(
         samples: 0,
         max_timestamp: i64::MIN,
         plain: true,
+        canonical_labels: None,
     };
-    let text = leading_labels_text(encoded);
-    let mut r = Reader { buf: encoded };
+    // The usual shape first: every label in prost's encoding, then the samples.
+    let leading = canonical_labels(encoded, labels);
+    let mut canonical = leading > 0;
+    let mut r = Reader {
+        buf: &encoded[leading..],
+    };
     while !r.buf.is_empty() {
         match r.key()? {
-            (1, LEN) => match scan_label(r.bytes()?, encoded, text)? {
-                Some(l) => labels.push(l),
-                None => series.plain = false,
+            (1, LEN) => match scan_label(r.bytes()?)? {
+                Some(l) => {
+                    canonical = false;
+                    labels.push(l);
+                }
+                None => {
+                    canonical = false;
+                    series.plain = false;
+                }
             },
             (2, LEN) => match scan_sample(r.bytes()?)? {
                 Some(ts) => {
@@ -215,37 +284,90 @@ fn scan_series<'a>(
     }
     let (start, end) = (u32::try_from(start), u32::try_from(labels.len()));
     series.labels = (start.map_err(|_| NotScanned)?, end.map_err(|_| NotScanned)?);
+    if canonical && series.plain {
+        series.canonical_labels = Some(&encoded[..leading]);
+    }
     Ok(series)
 }
 
-/// The labels that open a series (they usually come first), as text when all their bytes are
-/// UTF-8: then each name and value is a slice of it, validated once per series rather than
-/// once per string. Keys and short lengths are ASCII, so this holds for labels under 128 bytes.
-fn leading_labels_text(series: &[u8]) -> Option<&str> {
-    let mut r = Reader { buf: series };
-    while let Some(&0x0a) = r.buf.first() {
-        r.varint().ok()?;
-        r.bytes().ok()?;
+/// A length of the fast path: a varint of one byte, or of two in its shortest form (labels
+/// up to 16 KiB). Longer or padded lengths are left to the general path.
+#[inline(always)]
+fn short_len(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let b0 = *buf.get(at)?;
+    if b0 < 0x80 {
+        return Some((usize::from(b0), at + 1));
     }
-    let end = series.len() - r.buf.len();
-    std::str::from_utf8(&series[..end]).ok()
+    let b1 = *buf.get(at + 1)?;
+    if b1 == 0 || b1 >= 0x80 {
+        return None;
+    }
+    Some((usize::from(b0 & 0x7f) | usize::from(b1) << 7, at + 2))
+}
+
+/// One label field at `at` in prost's encoding: `0a len 0a n name 12 m value`, both strings
+/// non-empty. Returns the name's and value's byte ranges and where the next field starts.
+#[inline(always)]
+fn canonical_label(buf: &[u8], at: usize) -> Option<(usize, usize, usize, usize, usize)> {
+    if *buf.get(at)? != 0x0a {
+        return None;
+    }
+    let (len, body) = short_len(buf, at + 1)?;
+    let end = body + len;
+    if end > buf.len() || *buf.get(body)? != 0x0a {
+        return None;
+    }
+    let (n, name) = short_len(buf, body + 1)?;
+    let key = name + n;
+    if n == 0 || key >= end || buf[key] != 0x12 {
+        return None;
+    }
+    let (m, value) = short_len(buf, key + 1)?;
+    if m == 0 || value + m != end {
+        return None;
+    }
+    Some((name, n, value, m, end))
+}
+
+/// The labels that open a series, when they are in prost's encoding. Pushes them and returns
+/// how many bytes they take; 0 (nothing pushed) when the series does not open that way, and
+/// the general path reads it. When those bytes (keys, lengths and text) are valid UTF-8 as a
+/// whole, as they are whenever every length is under 128, each name and value is a slice of
+/// one validated string: UTF-8 is checked once per series rather than once per string.
+fn canonical_labels<'a>(series: &'a [u8], labels: &mut Vec<LabelRef<'a>>) -> usize {
+    let mut end = 0;
+    while let Some(label) = canonical_label(series, end) {
+        end = label.4;
+    }
+    let region = &series[..end];
+    let text = std::str::from_utf8(region).ok();
+    let as_str = |from: usize, len: usize| -> Option<&'a str> {
+        match text {
+            Some(t) => t.get(from..from + len),
+            None => std::str::from_utf8(&region[from..from + len]).ok(),
+        }
+    };
+    let before = labels.len();
+    let mut at = 0;
+    while at < end {
+        let Some((name, n, value, m, next)) = canonical_label(series, at) else {
+            break;
+        };
+        match (as_str(name, n), as_str(value, m)) {
+            (Some(name), Some(value)) => labels.push(LabelRef { name, value }),
+            // Invalid UTF-8: the general path gives up on it and prost words the refusal.
+            _ => {
+                labels.truncate(before);
+                return 0;
+            }
+        }
+        at = next;
+    }
+    end
 }
 
 /// A label with at most one name and one value field, both UTF-8; `None` for other shapes.
-/// `series` holds `encoded`; `text`, when set, is a validated prefix of `series`.
-fn scan_label<'a>(
-    encoded: &'a [u8],
-    series: &'a [u8],
-    text: Option<&'a str>,
-) -> Result<Option<LabelRef<'a>>, NotScanned> {
-    let as_str = |bytes: &'a [u8]| -> Result<&'a str, NotScanned> {
-        let start = bytes.as_ptr() as usize - series.as_ptr() as usize;
-        match text.and_then(|t| t.get(start..start + bytes.len())) {
-            Some(s) => Ok(s),
-            // Invalid UTF-8 is for prost to report.
-            None => std::str::from_utf8(bytes).map_err(|_| NotScanned),
-        }
-    };
+fn scan_label(encoded: &[u8]) -> Result<Option<LabelRef<'_>>, NotScanned> {
     let mut r = Reader { buf: encoded };
     let (mut name, mut value): (Option<&str>, Option<&str>) = (None, None);
     while !r.buf.is_empty() {
@@ -261,7 +383,8 @@ fn scan_label<'a>(
         if slot.is_some() {
             return Ok(None);
         }
-        *slot = Some(as_str(r.bytes()?)?);
+        // Invalid UTF-8 is for prost to report.
+        *slot = Some(std::str::from_utf8(r.bytes()?).map_err(|_| NotScanned)?);
     }
     Ok(Some(LabelRef {
         name: name.unwrap_or(""),

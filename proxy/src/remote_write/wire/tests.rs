@@ -163,3 +163,88 @@ fn unusual_shapes_are_not_plain() {
     prost::encoding::int64::encode(9, &1, &mut body);
     assert_eq!(scan(&body, usize::MAX).err(), Some(NotScanned));
 }
+
+#[test]
+fn a_series_hashes_the_same_scanned_in_place_or_from_its_labels() {
+    let long = "x".repeat(200);
+    let huge = "y".repeat(20_000);
+    let shapes: Vec<Vec<Label>> = vec![
+        vec![label("__name__", "up"), label("job", "a")],
+        // Non-ASCII text: the region is still UTF-8 as a whole.
+        vec![label("__name__", "up"), label("namespace", "team-ä")],
+        // A two-byte length, then one past the fast path's reach.
+        vec![label("__name__", "up"), label("id", &long)],
+        vec![label("__name__", "up"), label("id", &huge)],
+        // An empty value is not written by prost: not the fast path.
+        vec![label("__name__", "up"), label("empty", "")],
+        vec![],
+    ];
+    let mut canonical = 0;
+    for labels in shapes {
+        let ts = TimeSeries {
+            labels: labels.clone(),
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: 7,
+            }],
+            ..Default::default()
+        };
+        let body = WriteRequest {
+            timeseries: vec![ts],
+            metadata: Vec::new(),
+        }
+        .encode_to_vec();
+        let scanned = scan(&body, usize::MAX).expect("scans");
+        let s = &scanned.series[0];
+        let got = scanned.labels_of(s);
+        assert_eq!(
+            got.iter()
+                .map(|l| label(l.name, l.value))
+                .collect::<Vec<_>>(),
+            labels
+        );
+        assert_eq!(s.labels_hash(got), labels_hash(&labels), "{labels:?}");
+        canonical += usize::from(s.canonical_labels.is_some());
+    }
+    // The first three take the in-place path (the third validating its strings one by one):
+    // the test covers both paths.
+    assert_eq!(canonical, 3);
+}
+
+#[test]
+fn padded_lengths_take_the_general_path_to_the_same_labels() {
+    // `0a 09 0a 82 00 'up' 12 01 'a'`: the name's length 2 written in two bytes.
+    let mut label_bytes = vec![0x0a, 0x82, 0x00];
+    label_bytes.extend_from_slice(b"up");
+    label_bytes.extend_from_slice(&[0x12, 0x01, b'a']);
+    let mut series = vec![0x0a, label_bytes.len() as u8];
+    series.extend_from_slice(&label_bytes);
+    let mut body = Vec::new();
+    push_series(&mut body, &series);
+    let scanned = scan(&body, usize::MAX).expect("scans");
+    let s = &scanned.series[0];
+    assert!(s.plain);
+    assert_eq!(s.canonical_labels, None);
+    assert_eq!(
+        scanned.labels_of(s),
+        &[LabelRef {
+            name: "up",
+            value: "a"
+        }]
+    );
+    let decoded = TimeSeries::decode(series.as_slice()).expect("prost reads it");
+    assert_eq!(
+        s.labels_hash(scanned.labels_of(s)),
+        labels_hash(&decoded.labels)
+    );
+}
+
+#[test]
+fn distinct_label_sets_hash_apart() {
+    let a = [label("a", "bc")];
+    let b = [label("ab", "c")];
+    let c = [label("a", "b"), label("c", "")];
+    assert_ne!(labels_hash(&a), labels_hash(&b));
+    assert_ne!(labels_hash(&a), labels_hash(&c));
+    assert_ne!(labels_hash::<Label>(&[]), labels_hash(&[label("", "")]));
+}
