@@ -17,13 +17,19 @@
 //!
 //! Layout: `compile` turns configs into [`RelabelRule`]s (validation), with `matcher`
 //! (anchored regexes and their fast paths) and `template` (`$1` / `${name}` expansion);
-//! `apply` runs the rules over a label set.
+//! `apply` runs the rules over a label set ([`LabelSet`]: owned labels, or labels borrowed
+//! from a request and copied only where a rule writes, [`CowLabel`]), optionally remembering
+//! regex results across the series of a batch ([`RelabelMemo`]).
 
 mod apply;
 mod compile;
 mod goregex;
+mod labels;
 mod matcher;
 mod template;
+
+pub use apply::RelabelMemo;
+pub use labels::{CowLabel, LabelSet};
 
 use matcher::Matcher;
 use template::Template;

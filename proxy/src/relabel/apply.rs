@@ -2,27 +2,86 @@
 //! `model/relabel/relabel.go` (`relabel`) does: every action, label lookup and set, and Go's
 //! simple case mapping for `lowercase` / `uppercase`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use md5::{Digest, Md5};
 
-use super::{Action, Matcher, RelabelProgram, RelabelRule};
-use crate::remote_write::Label;
+use super::labels::LabelSet;
+use super::{Action, RelabelProgram, RelabelRule};
 use crate::tenant::policy::is_legacy_label_name;
 
 impl RelabelProgram {
     /// Apply in order to `labels` (sorted by name on input and on output; keep it sorted).
     /// Returns false when the series is dropped. Labels with an empty value are removed at the
     /// end, as Prometheus does.
-    pub fn apply(&self, labels: &mut Vec<Label>) -> bool {
-        let mut scratch = Scratch::default();
-        for r in &self.rules {
-            if !r.apply(labels, &mut scratch) {
+    pub fn apply<L: LabelSet>(&self, labels: &mut L) -> bool {
+        self.run(labels, &mut Scratch::default(), None)
+    }
+
+    /// [`apply`](Self::apply), remembering in `memo` what the regex-heavy rules computed for
+    /// each input, for the next series of the same batch.
+    pub fn apply_with<L: LabelSet>(&self, labels: &mut L, memo: &mut RelabelMemo) -> bool {
+        if memo.rules.len() < self.rules.len() {
+            memo.rules.resize_with(self.rules.len(), Default::default);
+        }
+        let mut scratch = std::mem::take(&mut memo.scratch);
+        let kept = self.run(labels, &mut scratch, Some(memo));
+        memo.scratch = scratch;
+        kept
+    }
+
+    fn run<L: LabelSet>(
+        &self,
+        labels: &mut L,
+        scratch: &mut Scratch,
+        mut memo: Option<&mut RelabelMemo>,
+    ) -> bool {
+        for (i, r) in self.rules.iter().enumerate() {
+            let memo = memo.as_deref_mut().map(|m| &mut m.rules[i]);
+            if !r.apply(labels, scratch, memo) {
                 return false;
             }
         }
-        labels.retain(|l| !l.value.is_empty());
+        labels.retain_labels(|_, v| !v.is_empty());
         true
+    }
+}
+
+/// What the regex-heavy rules computed per input value (or label name, for `labeldrop` and
+/// `labelkeep`), kept across the series of one batch: a remote-write request's 2,000 series
+/// share a few namespaces, images and pods, and a lookup costs a fraction of a regex match
+/// with captures or an MD5. Bounded per rule.
+#[derive(Default)]
+pub struct RelabelMemo {
+    rules: Vec<RuleMemo>,
+    scratch: Scratch,
+}
+
+type RuleMemo = HashMap<Box<str>, Memoized, foldhash::fast::RandomState>;
+
+/// Entries kept per rule; past it the rule's memo starts over.
+const MEMO_ENTRIES: usize = 4096;
+
+#[derive(Debug, Clone)]
+enum Memoized {
+    /// The regex does not match (`replace` leaves the series alone).
+    NoMatch,
+    /// The regex matches (keep, drop, labeldrop, labelkeep, a literal `replace`).
+    Match,
+    /// `replace`, `hashmod`: set `target` (the rule's own when `None`) to `value`.
+    Set {
+        target: Option<Box<str>>,
+        value: Box<str>,
+    },
+}
+
+fn remember(memo: Option<&mut RuleMemo>, key: &str, value: Memoized) {
+    if let Some(m) = memo {
+        if m.len() >= MEMO_ENTRIES {
+            m.clear();
+        }
+        m.insert(key.into(), value);
     }
 }
 
@@ -34,52 +93,19 @@ struct Scratch {
     target: String,
 }
 
-fn find(labels: &[Label], name: &str) -> Result<usize, usize> {
-    labels.binary_search_by(|l| l.name.as_str().cmp(name))
-}
-
-fn get<'a>(labels: &'a [Label], name: &str) -> &'a str {
-    find(labels, name).map_or("", |i| labels[i].value.as_str())
-}
-
-/// Prometheus' `Builder.Set`: an empty value deletes. Keeps `labels` sorted; allocates only
-/// for a new label.
-fn set(labels: &mut Vec<Label>, name: &str, value: &str) {
-    match find(labels, name) {
-        Ok(i) if value.is_empty() => {
-            labels.remove(i);
-        }
-        Ok(i) => {
-            let v = &mut labels[i].value;
-            if v != value {
-                v.clear();
-                v.push_str(value);
-            }
-        }
-        Err(_) if value.is_empty() => {}
-        Err(i) => labels.insert(
-            i,
-            Label {
-                name: name.to_string(),
-                value: value.to_string(),
-            },
-        ),
-    }
-}
-
 impl RelabelRule {
     /// The source label values joined by the separator (borrowed when there is one source).
-    fn value<'a>(&self, labels: &'a [Label], buf: &'a mut String) -> &'a str {
+    fn value<'a, L: LabelSet>(&self, labels: &'a L, buf: &'a mut String) -> &'a str {
         match self.source_labels.as_slice() {
             [] => "",
-            [one] => get(labels, one),
+            [one] => labels.get(one),
             many => {
                 buf.clear();
                 for (k, l) in many.iter().enumerate() {
                     if k > 0 {
                         buf.push_str(&self.separator);
                     }
-                    buf.push_str(get(labels, l));
+                    buf.push_str(labels.get(l));
                 }
                 buf
             }
@@ -91,48 +117,69 @@ impl RelabelRule {
         self.target.literal.as_deref().unwrap_or("")
     }
 
-    fn apply(&self, labels: &mut Vec<Label>, s: &mut Scratch) -> bool {
+    /// `is_match` on the source value, through the memo when the regex is slow.
+    fn matches(&self, v: &str, memo: Option<&mut RuleMemo>) -> bool {
+        if self.matcher.is_fast() {
+            return self.matcher.is_match(v);
+        }
+        if let Some(m) = memo.as_deref().and_then(|m| m.get(v)) {
+            return matches!(m, Memoized::Match);
+        }
+        let hit = self.matcher.is_match(v);
+        remember(
+            memo,
+            v,
+            if hit {
+                Memoized::Match
+            } else {
+                Memoized::NoMatch
+            },
+        );
+        hit
+    }
+
+    fn apply<L: LabelSet>(
+        &self,
+        labels: &mut L,
+        s: &mut Scratch,
+        memo: Option<&mut RuleMemo>,
+    ) -> bool {
         let Scratch { value, out, target } = s;
         match self.action {
-            Action::Drop => !self.matcher.is_match(self.value(labels, value)),
-            Action::Keep => self.matcher.is_match(self.value(labels, value)),
-            Action::DropEqual => get(labels, self.target_name()) != self.value(labels, value),
-            Action::KeepEqual => get(labels, self.target_name()) == self.value(labels, value),
+            Action::Drop => !self.matches(self.value(labels, value), memo),
+            Action::Keep => self.matches(self.value(labels, value), memo),
+            Action::DropEqual => labels.get(self.target_name()) != self.value(labels, value),
+            Action::KeepEqual => labels.get(self.target_name()) == self.value(labels, value),
             Action::Replace if self.noop => true,
             Action::Replace => {
                 let val = self.value(labels, value);
-                let (name, res) = match (&self.target.literal, &self.replacement.literal) {
-                    (Some(t), Some(r)) => {
-                        if !self.matcher.is_match(val) {
-                            return true;
-                        }
-                        (t.as_str(), r.as_str())
+                if let (Some(t), Some(r)) = (&self.target.literal, &self.replacement.literal) {
+                    if self.matches(val, memo) {
+                        labels.set(t, r);
                     }
-                    (t, r) => {
-                        let Some(caps) = self.matcher.captures(val) else {
-                            return true;
-                        };
-                        let name = match t {
-                            Some(t) => t.as_str(),
-                            None => {
-                                self.target.expand(|i| caps.group(i), target);
-                                if !is_legacy_label_name(target) {
-                                    return true;
-                                }
-                                target.as_str()
-                            }
-                        };
-                        let res = match r {
-                            Some(r) => r.as_str(),
-                            None => {
-                                self.replacement.expand(|i| caps.group(i), out);
-                                out.as_str()
-                            }
-                        };
-                        (name, res)
+                    return true;
+                }
+                if let Some(m) = memo.as_deref().and_then(|m| m.get(val)) {
+                    if let Memoized::Set { target, value } = m {
+                        labels.set(target.as_deref().unwrap_or(self.target_name()), value);
                     }
-                };
-                set(labels, name, res);
+                    return true;
+                }
+                let templated = self.target.literal.is_none();
+                match self.replace(val, target, out) {
+                    None => remember(memo, val, Memoized::NoMatch),
+                    Some((name, res)) => {
+                        remember(
+                            memo,
+                            val,
+                            Memoized::Set {
+                                target: templated.then(|| name.into()),
+                                value: res.into(),
+                            },
+                        );
+                        labels.set(name, res);
+                    }
+                }
                 true
             }
             Action::Lowercase | Action::Uppercase => {
@@ -143,26 +190,42 @@ impl RelabelRule {
                 } else {
                     go_upper(val, out);
                 }
-                set(labels, self.target_name(), out);
+                labels.set(self.target_name(), out);
                 true
             }
             Action::HashMod => {
-                let sum = Md5::digest(self.value(labels, value).as_bytes());
-                let low: [u8; 8] = sum[8..].try_into().expect("md5 is 16 bytes");
+                let val = self.value(labels, value);
+                if let Some(Memoized::Set { value, .. }) = memo.as_deref().and_then(|m| m.get(val))
+                {
+                    labels.set(self.target_name(), value);
+                    return true;
+                }
+                let sum = Md5::digest(val.as_bytes());
+                let mut low = [0u8; 8];
+                low.copy_from_slice(&sum[8..]);
                 out.clear();
-                write!(out, "{}", u64::from_be_bytes(low) % self.modulus).expect("string write");
-                set(labels, self.target_name(), out);
+                let _ = write!(out, "{}", u64::from_be_bytes(low) % self.modulus);
+                remember(
+                    memo,
+                    val,
+                    Memoized::Set {
+                        target: None,
+                        value: out.as_str().into(),
+                    },
+                );
+                labels.set(self.target_name(), out);
                 true
             }
             Action::LabelMap => {
                 let mut pending: Vec<(String, String)> = Vec::new();
-                for l in labels.iter() {
-                    let new = match &self.matcher {
-                        Matcher::Regex(re) => {
-                            if !re.is_match(&l.name) {
+                for i in 0..labels.count() {
+                    let name = labels.name_at(i);
+                    let new = match self.matcher.regex() {
+                        Some(re) => {
+                            if !re.is_match(name) {
                                 continue;
                             }
-                            re.replace_all(&l.name, |c: &regex::Captures<'_>| {
+                            re.replace_all(name, |c: &regex::Captures<'_>| {
                                 let mut o = String::new();
                                 self.replacement
                                     .expand(|i| c.get(i).map(|m| m.as_str()), &mut o);
@@ -170,8 +233,8 @@ impl RelabelRule {
                             })
                             .into_owned()
                         }
-                        m => {
-                            let Some(caps) = m.captures(&l.name) else {
+                        None => {
+                            let Some(caps) = self.matcher.captures(name) else {
                                 continue;
                             };
                             let mut o = String::new();
@@ -180,23 +243,52 @@ impl RelabelRule {
                         }
                     };
                     if is_legacy_label_name(&new) {
-                        pending.push((new, l.value.clone()));
+                        pending.push((new, labels.value_at(i).to_string()));
                     }
                 }
                 for (n, v) in pending {
-                    set(labels, &n, &v);
+                    labels.set(&n, &v);
                 }
                 true
             }
-            Action::LabelDrop => {
-                labels.retain(|l| !self.matcher.is_match(&l.name));
-                true
-            }
-            Action::LabelKeep => {
-                labels.retain(|l| self.matcher.is_match(&l.name));
+            Action::LabelDrop | Action::LabelKeep => {
+                let keep_matching = self.action == Action::LabelKeep;
+                let mut memo = memo;
+                labels.retain_labels(|name, _| {
+                    self.matches(name, memo.as_deref_mut()) == keep_matching
+                });
                 true
             }
         }
+    }
+
+    /// A `replace` with templates: the target name and the value to set, or `None` when the
+    /// regex does not match or the expanded target is not a label name.
+    fn replace<'s>(
+        &'s self,
+        val: &str,
+        target: &'s mut String,
+        out: &'s mut String,
+    ) -> Option<(&'s str, &'s str)> {
+        let caps = self.matcher.captures(val)?;
+        let name = match &self.target.literal {
+            Some(t) => t.as_str(),
+            None => {
+                self.target.expand(|i| caps.group(i), target);
+                if !is_legacy_label_name(target) {
+                    return None;
+                }
+                target.as_str()
+            }
+        };
+        let res = match &self.replacement.literal {
+            Some(r) => r.as_str(),
+            None => {
+                self.replacement.expand(|i| caps.group(i), out);
+                out.as_str()
+            }
+        };
+        Some((name, res))
     }
 }
 

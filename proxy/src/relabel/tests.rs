@@ -624,3 +624,152 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn regex_shapes_match_like_the_engine() {
+    // (pattern, matched without the engine?)
+    let patterns = [
+        ("id|uid", true),
+        ("tenant-[0-3][0-9]|monitoring|", true),
+        (
+            "go_memstats_.*|container_memory_cache|container_fs_.*",
+            true,
+        ),
+        (".*_total", true),
+        (".*err.*|w", true),
+        ("(a|b)", true),
+        ("(?i)abc", true),
+        ("x.*|.*y|.*z.*|w", true),
+        (".*", true),
+        ("é|ü", true),
+        ("a{2,3}|[ab]{1,2}", false),
+        ("ab?c", true),
+        // Look-arounds, infinite languages, dot-all: the engine decides.
+        (r"a\b", false),
+        ("a.*b", false),
+        (r"\d+", false),
+        (".+", false),
+        ("foo.+", false),
+        ("(?s:.*)x", false),
+        ("[a-z][a-z]", false),
+    ];
+    let inputs = [
+        "",
+        "id",
+        "uid",
+        "xid",
+        "tenant-00",
+        "tenant-39",
+        "tenant-40",
+        "tenant-3",
+        "monitoring",
+        "go_memstats_x",
+        "go_memstats_",
+        "go_memstats_\n",
+        "container_fs_reads",
+        "container_memory_cache",
+        "x_total",
+        "_total",
+        "_total\n",
+        "err",
+        "my_err_x",
+        "a",
+        "b",
+        "ab",
+        "abc",
+        "ABC",
+        "aBc",
+        "é",
+        "ü",
+        "aaa",
+        "aa",
+        "ac",
+        "abbc",
+        "a\nb",
+        "x\ny",
+        "wz",
+        "w",
+        "xy",
+        "y",
+        "zz",
+        "\nz",
+        "foo",
+        "foox",
+        "bb",
+    ];
+    for (re, fast) in patterns {
+        let m = Matcher::compile(Some(re)).unwrap_or_else(|e| panic!("{re}: {e}"));
+        assert_eq!(m.is_fast(), fast, "{re}");
+        let engine = Regex::new(&format!(
+            "^(?:{})$",
+            goregex::translate(re).expect("translates")
+        ))
+        .expect("compiles");
+        for v in inputs {
+            assert_eq!(m.is_match(v), engine.is_match(v), "{re} on {v:?}");
+        }
+    }
+}
+
+#[test]
+fn borrowed_labels_are_copied_only_where_a_rule_writes() {
+    let p = program(
+        "- {sourceLabels: [a], regex: 'f(o+)', targetLabel: d, replacement: 'x$1'}\n\
+         - {regex: 'c', action: labeldrop}",
+    );
+    let input = labels(ABC);
+    let mut cow: Vec<CowLabel<'_>> = input
+        .iter()
+        .map(|l| CowLabel::borrowed(&l.name, &l.value))
+        .collect();
+    assert!(p.apply(&mut cow));
+    let shown: Vec<String> = cow
+        .iter()
+        .map(|l| format!("{}={}", l.name, l.value))
+        .collect();
+    assert_eq!(shown, ["a=foo", "b=bar", "d=xoo"]);
+    // a and b untouched: still borrowed; d is new.
+    let borrowed: Vec<bool> = cow.iter().map(CowLabel::is_borrowed).collect();
+    assert_eq!(borrowed, [true, true, false]);
+}
+
+proptest! {
+    #[test]
+    fn memo_and_borrowed_labels_give_the_same_answers_as_the_plain_engine(
+        inputs in proptest::collection::vec(
+            proptest::collection::btree_map(
+                "(a|b|c|h|zz|__name__|__meta_|__meta_x|A)",
+                "(|[a-cA-C;ß\n]{1,4})",
+                0..8,
+            ),
+            1..6,
+        ),
+        picks in proptest::collection::vec(0..POOL.len(), 1..6),
+    ) {
+        let yaml: String = picks.iter().map(|&i| format!("- {}\n", POOL[i])).collect();
+        let p = program(&yaml);
+        // One memo across the batch, as the ingest gateway keeps one per request.
+        let mut memo = RelabelMemo::default();
+        for input in &inputs {
+            let owned: Vec<Label> = input
+                .iter()
+                .map(|(n, v)| Label { name: n.clone(), value: v.clone() })
+                .collect();
+            let mut plain = owned.clone();
+            let want_kept = p.apply(&mut plain);
+            let mut memoized = owned.clone();
+            prop_assert_eq!(p.apply_with(&mut memoized, &mut memo), want_kept);
+            let mut cow: Vec<CowLabel<'_>> =
+                owned.iter().map(|l| CowLabel::borrowed(&l.name, &l.value)).collect();
+            prop_assert_eq!(p.apply_with(&mut cow, &mut memo), want_kept);
+            if want_kept {
+                prop_assert_eq!(&memoized, &plain);
+                let cow: Vec<Label> = cow
+                    .iter()
+                    .map(|l| Label { name: l.name.to_string(), value: l.value.to_string() })
+                    .collect();
+                prop_assert_eq!(&cow, &plain);
+            }
+        }
+    }
+}

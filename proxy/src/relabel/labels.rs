@@ -1,0 +1,148 @@
+//! The label sets the engine edits ([`LabelSet`]): owned labels (the collector's), and labels
+//! borrowed from a remote-write request ([`CowLabel`]), copied only where a rule writes, so a
+//! series the rules leave alone is forwarded as the bytes it came as.
+
+use std::borrow::Cow;
+
+use crate::remote_write::Label;
+use crate::remote_write::wire::LabelPair;
+
+/// A label set sorted by name that the engine reads and edits in place.
+pub trait LabelSet {
+    fn count(&self) -> usize;
+    fn name_at(&self, i: usize) -> &str;
+    fn value_at(&self, i: usize) -> &str;
+    /// Replace the value of label `i`.
+    fn set_value(&mut self, i: usize, value: &str);
+    fn insert_at(&mut self, i: usize, name: &str, value: &str);
+    fn remove_at(&mut self, i: usize);
+    /// Keep the labels for which `keep(name, value)` holds.
+    fn retain_labels(&mut self, keep: impl FnMut(&str, &str) -> bool);
+
+    /// Binary search by name.
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.name_at(mid).cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.find(name).map_or("", |i| self.value_at(i))
+    }
+
+    /// Prometheus' `Builder.Set`: an empty value deletes. Keeps the set sorted; writes only
+    /// when the value changes.
+    fn set(&mut self, name: &str, value: &str) {
+        match self.find(name) {
+            Ok(i) if value.is_empty() => self.remove_at(i),
+            Ok(i) => {
+                if self.value_at(i) != value {
+                    self.set_value(i, value);
+                }
+            }
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.insert_at(i, name, value),
+        }
+    }
+}
+
+impl LabelSet for Vec<Label> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn name_at(&self, i: usize) -> &str {
+        &self[i].name
+    }
+    fn value_at(&self, i: usize) -> &str {
+        &self[i].value
+    }
+    fn set_value(&mut self, i: usize, value: &str) {
+        let v = &mut self[i].value;
+        v.clear();
+        v.push_str(value);
+    }
+    fn insert_at(&mut self, i: usize, name: &str, value: &str) {
+        self.insert(
+            i,
+            Label {
+                name: name.to_string(),
+                value: value.to_string(),
+            },
+        );
+    }
+    fn remove_at(&mut self, i: usize) {
+        self.remove(i);
+    }
+    fn retain_labels(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.retain(|l| keep(&l.name, &l.value));
+    }
+}
+
+/// A label borrowed from a request until a rule writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CowLabel<'a> {
+    pub name: Cow<'a, str>,
+    pub value: Cow<'a, str>,
+}
+
+impl<'a> CowLabel<'a> {
+    pub fn borrowed(name: &'a str, value: &'a str) -> CowLabel<'a> {
+        CowLabel {
+            name: Cow::Borrowed(name),
+            value: Cow::Borrowed(value),
+        }
+    }
+
+    pub fn is_borrowed(&self) -> bool {
+        matches!(
+            (&self.name, &self.value),
+            (Cow::Borrowed(_), Cow::Borrowed(_))
+        )
+    }
+}
+
+impl LabelPair for CowLabel<'_> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl LabelSet for Vec<CowLabel<'_>> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn name_at(&self, i: usize) -> &str {
+        &self[i].name
+    }
+    fn value_at(&self, i: usize) -> &str {
+        &self[i].value
+    }
+    fn set_value(&mut self, i: usize, value: &str) {
+        self[i].value = Cow::Owned(value.to_string());
+    }
+    fn insert_at(&mut self, i: usize, name: &str, value: &str) {
+        self.insert(
+            i,
+            CowLabel {
+                name: Cow::Owned(name.to_string()),
+                value: Cow::Owned(value.to_string()),
+            },
+        );
+    }
+    fn remove_at(&mut self, i: usize) {
+        self.remove(i);
+    }
+    fn retain_labels(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.retain(|l| keep(&l.name, &l.value));
+    }
+}
