@@ -297,8 +297,10 @@ pub struct Outgoing<'a> {
 }
 
 enum Series<'a> {
-    /// An encoded `TimeSeries` message.
+    /// An encoded `TimeSeries` message, as it came in the request.
     Encoded(&'a [u8]),
+    /// An encoded `TimeSeries` message built by a rule that changed its labels.
+    Built(Vec<u8>),
     Owned(TimeSeries),
 }
 
@@ -307,6 +309,15 @@ impl<'a> Outgoing<'a> {
     pub fn encoded(bytes: &'a [u8], hash: u64, samples: usize) -> Outgoing<'a> {
         Outgoing {
             series: Series::Encoded(bytes),
+            hash,
+            samples,
+        }
+    }
+
+    /// A series re-encoded with new labels (`hash` of those labels).
+    pub fn built(bytes: Vec<u8>, hash: u64, samples: usize) -> Outgoing<'a> {
+        Outgoing {
+            series: Series::Built(bytes),
             hash,
             samples,
         }
@@ -328,6 +339,7 @@ impl<'a> Outgoing<'a> {
     fn write(&self, out: &mut Vec<u8>) {
         match &self.series {
             Series::Encoded(bytes) => crate::remote_write::wire::push_series(out, bytes),
+            Series::Built(bytes) => crate::remote_write::wire::push_series(out, bytes),
             Series::Owned(t) => prost::encoding::message::encode(1, t, out),
         }
     }
@@ -335,6 +347,9 @@ impl<'a> Outgoing<'a> {
     fn encoded_len(&self) -> usize {
         match &self.series {
             Series::Encoded(bytes) => {
+                1 + prost::encoding::encoded_len_varint(bytes.len() as u64) + bytes.len()
+            }
+            Series::Built(bytes) => {
                 1 + prost::encoding::encoded_len_varint(bytes.len() as u64) + bytes.len()
             }
             Series::Owned(t) => prost::encoding::message::encoded_len(1, t),
@@ -346,6 +361,7 @@ impl<'a> Outgoing<'a> {
             Series::Owned(t) => Some(t),
             // The scanner only hands over series prost decodes (tested in `wire`).
             Series::Encoded(bytes) => prost::Message::decode(bytes).ok(),
+            Series::Built(bytes) => prost::Message::decode(bytes.as_slice()).ok(),
         }
     }
 }

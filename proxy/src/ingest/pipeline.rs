@@ -17,9 +17,9 @@ use super::usage::Usage;
 use crate::config::ingest::{
     CardinalityLimits, GovernanceConfig, NamingAction, TenantRules, UnusedAction,
 };
-use crate::relabel::RelabelProgram;
-use crate::remote_write::wire::LabelPair;
-use crate::remote_write::{Label, TimeSeries};
+use crate::relabel::{CowLabel, LabelSet, RelabelMemo, RelabelProgram};
+use crate::remote_write::TimeSeries;
+use crate::remote_write::wire::{LabelPair, LabelRef, SeriesRef};
 
 /// What happens to one series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,11 @@ pub struct Context<'a> {
     usage: &'a Usage,
     now: Instant,
     wall: SystemTime,
+    /// Relabel results by input, across the request's series.
+    memo: RefCell<RelabelMemo>,
+    /// Accepted samples of the metric of the last series (series come grouped by metric), then
+    /// per metric.
+    last_metric: RefCell<(String, u64)>,
     samples: RefCell<HashMap<String, u64>>,
     /// Dropped series by metric, then (reason, dry run).
     drops: RefCell<HashMap<String, Vec<DropCount>>>,
@@ -94,6 +99,8 @@ impl<'a> Context<'a> {
             usage,
             now: Instant::now(),
             wall: SystemTime::now(),
+            memo: RefCell::new(RelabelMemo::default()),
+            last_metric: RefCell::new((String::new(), 0)),
             samples: RefCell::new(HashMap::new()),
             drops: RefCell::new(HashMap::new()),
         }
@@ -115,18 +122,24 @@ impl<'a> Context<'a> {
     }
 
     fn count_samples(&self, metric: &str, samples: u64) {
-        let mut tally = self.samples.borrow_mut();
-        match tally.get_mut(metric) {
-            Some(n) => *n += samples,
-            None => {
-                tally.insert(metric.to_owned(), samples);
-            }
+        let mut last = self.last_metric.borrow_mut();
+        if last.0 == metric {
+            last.1 += samples;
+            return;
+        }
+        let (name, n) = std::mem::replace(&mut *last, (metric.to_owned(), samples));
+        if n > 0 {
+            *self.samples.borrow_mut().entry(name).or_default() += n;
         }
     }
 }
 
 impl Drop for Context<'_> {
     fn drop(&mut self) {
+        let (name, n) = std::mem::take(self.last_metric.get_mut());
+        if n > 0 {
+            *self.samples.get_mut().entry(name).or_default() += n;
+        }
         for (metric, n) in self.samples.get_mut().drain() {
             self.analytics
                 .record_samples(self.tenant, &metric, n, self.now);
@@ -235,6 +248,38 @@ impl TenantPipeline {
         verdict
     }
 
+    /// Apply the rules to a checked series whose labels are borrowed from the request
+    /// (`labels` of `series`, sorted, within the limits). Labels are copied only where a rule
+    /// writes: the second value holds the labels to forward when a rule changed them, `None`
+    /// when the series goes on as it came (its encoded bytes can be forwarded).
+    pub fn apply_borrowed<'a>(
+        &self,
+        tenant: &str,
+        labels: &[LabelRef<'a>],
+        series: &SeriesRef<'a>,
+        cx: &Context<'_>,
+    ) -> (Verdict, Option<Vec<CowLabel<'a>>>) {
+        let samples = u64::from(series.samples);
+        let mut cow: Vec<CowLabel<'a>> = labels
+            .iter()
+            .map(|l| CowLabel::borrowed(l.name, l.value))
+            .collect();
+        if self.dry_run {
+            let metric = metric_name(labels);
+            if let Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) =
+                self.run(tenant, &mut cow, cx)
+            {
+                cx.count_drop(metric, reason, true);
+            }
+            cx.analytics.record_samples(tenant, metric, samples, cx.now);
+            return (Verdict::Keep, None);
+        }
+        let verdict = self.run_with(tenant, &mut cow, cx, |_| series.labels_hash(labels));
+        account(&verdict, metric_name(&cow), samples, cx);
+        let changed = !cow.unchanged_since(labels.len());
+        (verdict, changed.then_some(cow))
+    }
+
     /// Apply the rules to a checked series of a pipeline that does not rewrite (see
     /// [`TenantPipeline::rewrites`]): the same verdict and accounting as [`apply`], on labels
     /// borrowed from the request. `hash` is [`series_hash`] of `labels`.
@@ -266,17 +311,43 @@ impl TenantPipeline {
         })
     }
 
-    fn run(&self, tenant: &str, labels: &mut Vec<Label>, cx: &Context<'_>) -> Verdict {
+    fn run<P: LabelPair>(&self, tenant: &str, labels: &mut Vec<P>, cx: &Context<'_>) -> Verdict
+    where
+        Vec<P>: LabelSet,
+    {
+        self.run_with(tenant, labels, cx, series_hash)
+    }
+
+    /// The rules in order; `unchanged_hash` gives the hash of the labels as they came, used
+    /// when no rule changed them.
+    fn run_with<P: LabelPair>(
+        &self,
+        tenant: &str,
+        labels: &mut Vec<P>,
+        cx: &Context<'_>,
+        unchanged_hash: impl FnOnce(&[P]) -> u64,
+    ) -> Verdict
+    where
+        Vec<P>: LabelSet,
+    {
         if let Some(v) = self.naming_verdict(labels) {
             return v;
         }
-        if !self.relabel.is_empty() && !self.relabel.apply(labels) {
+        let before = labels.len();
+        if !self.relabel.is_empty() && !self.relabel.apply_with(labels, &mut cx.memo.borrow_mut()) {
             return Verdict::Drop { reason: "relabel" };
         }
         if !self.label_drops.is_empty() {
-            labels.retain(|l| l.name == "__name__" || !self.label_drops.contains(&l.name));
+            labels.retain_labels(|name, _| {
+                name == "__name__" || !self.label_drops.iter().any(|d| d == name)
+            });
         }
-        self.judge(tenant, labels, series_hash(labels), cx)
+        let hash = if labels.unchanged_since(before) {
+            unchanged_hash(labels.as_slice())
+        } else {
+            series_hash(labels.as_slice())
+        };
+        self.judge(tenant, labels, hash, cx)
     }
 
     /// The rules after the rewriting ones: a name left, cardinality limits, unused metrics.

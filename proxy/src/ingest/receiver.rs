@@ -10,6 +10,7 @@ use http::StatusCode;
 use bytes::Bytes;
 
 use super::Ingest;
+use super::cardinality::series_hash;
 use super::forward::Outgoing;
 use super::limits::{self, Incoming, Refusal};
 use super::pipeline::{Context, Verdict};
@@ -118,8 +119,46 @@ impl Ingest {
             let mut series = match incoming {
                 Incoming::Plain(s) => {
                     let labels = request.labels_of(&s);
-                    if !pipeline.rewrites() && limits::plain_ok(labels, &s, &config.limits, now_ms)
-                    {
+                    let ok = limits::plain_ok(labels, &s, &config.limits, now_ms);
+                    if ok && pipeline.rewrites() {
+                        // Rules run on the borrowed labels; only a series they change is
+                        // encoded again, with its samples copied as they came.
+                        let (verdict, changed) = pipeline.apply_borrowed(tenant, labels, &s, &cx);
+                        match verdict {
+                            Verdict::Keep => match changed {
+                                None => {
+                                    unchanged += 1;
+                                    let hash = s.labels_hash(labels);
+                                    kept.push(Outgoing::encoded(
+                                        s.encoded,
+                                        hash,
+                                        s.samples as usize,
+                                    ));
+                                }
+                                Some(new) => match s.with_labels(&new) {
+                                    Some(bytes) => kept.push(Outgoing::built(
+                                        bytes,
+                                        series_hash(&new),
+                                        s.samples as usize,
+                                    )),
+                                    // `Plain` series are the scanner's own (tested in `wire`).
+                                    None => {
+                                        return refused(Refusal {
+                                            reason: "protobuf",
+                                            message: "not a remote-write WriteRequest".into(),
+                                        });
+                                    }
+                                },
+                            },
+                            Verdict::Drop { reason } => self.count_drop(drop_tenant, reason, false),
+                            Verdict::Reject(r) => {
+                                self.count_drop(drop_tenant, r.reason, false);
+                                refusals.push(r);
+                            }
+                        }
+                        continue;
+                    }
+                    if ok {
                         let hash = s.labels_hash(labels);
                         let samples = u64::from(s.samples);
                         match pipeline.apply_unchanged(tenant, labels, hash, samples, &cx) {
@@ -205,3 +244,6 @@ impl Ingest {
             .inc();
     }
 }
+
+#[cfg(test)]
+mod tests;

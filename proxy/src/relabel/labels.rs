@@ -19,6 +19,13 @@ pub trait LabelSet {
     /// Keep the labels for which `keep(name, value)` holds.
     fn retain_labels(&mut self, keep: impl FnMut(&str, &str) -> bool);
 
+    /// Whether the set is known to be exactly as it came, `count_before` labels long and
+    /// none written since (`false` when that can't be told).
+    fn unchanged_since(&self, count_before: usize) -> bool {
+        let _ = count_before;
+        false
+    }
+
     /// Binary search by name.
     fn find(&self, name: &str) -> Result<usize, usize> {
         let (mut lo, mut hi) = (0, self.count());
@@ -120,6 +127,11 @@ impl LabelPair for CowLabel<'_> {
 impl LabelSet for Vec<CowLabel<'_>> {
     fn count(&self) -> usize {
         self.len()
+    }
+    /// Every write makes a label owned, and only removals keep them borrowed, which shorten
+    /// the set: the same length, all borrowed, is the set as it came.
+    fn unchanged_since(&self, count_before: usize) -> bool {
+        self.len() == count_before && self.iter().all(CowLabel::is_borrowed)
     }
     fn name_at(&self, i: usize) -> &str {
         &self[i].name

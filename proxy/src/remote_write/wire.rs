@@ -460,6 +460,37 @@ fn read_sample(encoded: &[u8]) -> Option<Sample> {
     Some(sample)
 }
 
+impl SeriesRef<'_> {
+    /// The encoded `TimeSeries` of this plain series with `labels` instead of its own: the
+    /// labels encoded as prost does, then the series' other fields (its samples) copied as
+    /// they came. `None` if the series is not plain.
+    pub fn with_labels<L: LabelPair>(&self, labels: &[L]) -> Option<Vec<u8>> {
+        if !self.plain {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.encoded.len() + 64);
+        for l in labels {
+            encode_label(&mut out, l.name(), l.value());
+        }
+        match self.canonical_labels {
+            // The labels open the series and nothing else is a label: the rest is samples.
+            Some(region) => out.extend_from_slice(&self.encoded[region.len()..]),
+            None => {
+                let mut r = Reader { buf: self.encoded };
+                while !r.buf.is_empty() {
+                    let before = r.buf;
+                    let (field, wire) = r.key().ok()?;
+                    r.skip(wire).ok()?;
+                    if field != 1 {
+                        out.extend_from_slice(&before[..before.len() - r.buf.len()]);
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
 /// Append `encoded` (a `TimeSeries` message) to a `WriteRequest` body as field 1.
 pub fn push_series(out: &mut Vec<u8>, encoded: &[u8]) {
     out.push(0x0a);

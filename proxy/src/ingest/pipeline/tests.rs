@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::remote_write::Sample;
+use crate::remote_write::{Label, Sample};
 
 fn series(labels: &[(&str, &str)]) -> TimeSeries {
     let mut labels: Vec<Label> = labels
