@@ -55,7 +55,7 @@ fn body(body: &[u8]) {
         }
     }
     let checked = limits::decompress(body, LIMIT)
-        .and_then(|raw| limits::decode(&raw, LIMIT).map(|d| d.series.len()));
+        .and_then(|raw| limits::decode(&raw, LIMIT, Default::default()).map(|d| d.series_count()));
     assert_eq!(
         decoded.is_ok(),
         checked.is_ok(),

@@ -331,7 +331,8 @@ impl<'a> Outgoing<'a> {
         }
     }
 
-    fn is_encoded(&self) -> bool {
+    /// Kept as the bytes it came as.
+    pub fn is_encoded(&self) -> bool {
         matches!(self.series, Series::Encoded(_))
     }
 

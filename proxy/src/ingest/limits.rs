@@ -7,7 +7,8 @@
 use crate::config::ingest::IngestLimits;
 use prost::Message;
 
-use crate::remote_write::wire::{self, LabelPair, LabelRef, SeriesRef};
+use super::buffers::recycle;
+use crate::remote_write::wire::{self, LabelPair, LabelRef, Scanned, SeriesRef};
 use crate::remote_write::{self, CodecError, Label, MetricMetadata, TimeSeries};
 
 /// Why a request or a series was refused.
@@ -69,78 +70,101 @@ pub fn check_headers(
 /// from the decompressed body; the others are decoded with prost.
 #[derive(Debug)]
 pub struct Decoded<'a> {
-    pub series: Vec<Incoming<'a>>,
-    /// The labels of the `Plain` series (see [`Decoded::labels_of`]).
+    /// Every series in request order; the `plain` ones are read in place.
+    pub series: Vec<SeriesRef<'a>>,
+    /// The labels of the plain series (see [`Decoded::labels_of`]).
     labels: Vec<LabelRef<'a>>,
+    /// The series that are not plain, decoded by prost, in request order (all of them when
+    /// the scanner did not take the body).
+    pub owned: Vec<TimeSeries>,
     pub metadata: Vec<MetricMetadata>,
-}
-
-/// One series of a request.
-#[derive(Debug)]
-pub enum Incoming<'a> {
-    Plain(SeriesRef<'a>),
-    Owned(TimeSeries),
 }
 
 impl<'a> Decoded<'a> {
     pub fn labels_of(&self, series: &SeriesRef<'a>) -> &[LabelRef<'a>] {
         &self.labels[series.labels.0 as usize..series.labels.1 as usize]
     }
+
+    /// How many series the request holds.
+    pub fn series_count(&self) -> usize {
+        // Scanned: `series` lists them all; decoded by prost: `owned` does.
+        self.series.len().max(self.owned.len())
+    }
+
+    /// The scanner's tables, emptied, for the next request.
+    pub fn into_tables(self) -> (Vec<SeriesRef<'static>>, Vec<LabelRef<'static>>) {
+        (recycle(self.series), recycle(self.labels))
+    }
+}
+
+/// Decompress into `out`, refusing bodies that claim more than `max_decompressed` bytes before
+/// allocating for them.
+pub fn decompress_into(
+    body: &[u8],
+    max_decompressed: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Refusal> {
+    if body.is_empty() {
+        return Err(Refusal::new("empty_body", "empty body"));
+    }
+    remote_write::decompress_into(body, max_decompressed, out).map_err(codec_refusal)
 }
 
 /// Decompress, refusing bodies that claim more than `max_decompressed` bytes before
 /// allocating for them.
 pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, Refusal> {
-    if body.is_empty() {
-        return Err(Refusal::new("empty_body", "empty body"));
-    }
-    remote_write::decompress(body, max_decompressed).map_err(codec_refusal)
+    let mut out = Vec::new();
+    decompress_into(body, max_decompressed, &mut out)?;
+    Ok(out)
 }
 
-/// Decode a decompressed `WriteRequest`: scanned in place where possible, with prost where
-/// not. Whatever the scanner does not take is decoded by prost as a whole, so malformed bodies
-/// get prost's verdict and message. Either way the memory taken is bounded by
-/// [`remote_write::MAX_AMPLIFICATION`] times `max_decompressed`.
-pub fn decode(raw: &[u8], max_decompressed: usize) -> Result<Decoded<'_>, Refusal> {
+/// Decode a decompressed `WriteRequest`: scanned in place where possible (into `tables`, whose
+/// allocations are reused), with prost where not. Whatever the scanner does not take is
+/// decoded by prost as a whole, so malformed bodies get prost's verdict and message. Either way
+/// the memory taken is bounded by [`remote_write::MAX_AMPLIFICATION`] times
+/// `max_decompressed`.
+pub fn decode<'a>(
+    raw: &'a [u8],
+    max_decompressed: usize,
+    tables: Scanned<'a>,
+) -> Result<Decoded<'a>, Refusal> {
     let max_memory = max_decompressed.saturating_mul(remote_write::MAX_AMPLIFICATION);
-    let scanned = wire::scan(raw, max_memory).ok().and_then(|scanned| {
-        // Series in other shapes (histograms, exemplars) are decoded into structs: bound them
-        // as prost's path does.
-        let decodes = !scanned.metadata.is_empty() || scanned.series.iter().any(|s| !s.plain);
-        if decodes && remote_write::check_footprint(raw, max_decompressed).is_err() {
-            return None;
-        }
-        let metadata = scanned
-            .metadata
-            .iter()
-            .map(|m| MetricMetadata::decode(*m).ok())
-            .collect::<Option<Vec<_>>>()?;
-        let series = scanned
-            .series
-            .into_iter()
-            .map(|s| match s.plain {
-                true => Some(Incoming::Plain(s)),
-                false => TimeSeries::decode(s.encoded).ok().map(Incoming::Owned),
+    let scanned = wire::scan_into(raw, max_memory, tables)
+        .ok()
+        .and_then(|scanned| {
+            // Series in other shapes (histograms, exemplars) are decoded into structs: bound them
+            // as prost's path does.
+            let decodes = !scanned.metadata.is_empty() || scanned.series.iter().any(|s| !s.plain);
+            if decodes && remote_write::check_footprint(raw, max_decompressed).is_err() {
+                return None;
+            }
+            let metadata = scanned
+                .metadata
+                .iter()
+                .map(|m| MetricMetadata::decode(*m).ok())
+                .collect::<Option<Vec<_>>>()?;
+            let owned = scanned
+                .series
+                .iter()
+                .filter(|s| !s.plain)
+                .map(|s| TimeSeries::decode(s.encoded).ok())
+                .collect::<Option<Vec<_>>>()?;
+            Some(Decoded {
+                series: scanned.series,
+                labels: scanned.labels,
+                owned,
+                metadata,
             })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Decoded {
-            series,
-            labels: scanned.labels,
-            metadata,
-        })
-    });
+        });
     if let Some(decoded) = scanned {
         return Ok(decoded);
     }
     let request =
         remote_write::decode_decompressed(raw, max_decompressed).map_err(codec_refusal)?;
     Ok(Decoded {
-        series: request
-            .timeseries
-            .into_iter()
-            .map(Incoming::Owned)
-            .collect(),
+        series: Vec::new(),
         labels: Vec::new(),
+        owned: request.timeseries,
         metadata: request.metadata,
     })
 }

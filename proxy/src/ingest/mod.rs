@@ -10,6 +10,7 @@
 //! - [`receiver`]: one request from body to answer.
 
 pub mod analytics;
+pub mod buffers;
 pub mod cardinality;
 pub mod forward;
 pub mod limits;
@@ -77,6 +78,8 @@ pub struct Ingest {
     pub usage: Usage,
     /// `None` when `ingest.enabled` was false at start (destinations need a restart).
     forwarder: Option<Forwarder>,
+    /// Kept request buffers (see [`buffers`]).
+    buffers: buffers::BufferPool,
     metrics: Arc<Metrics>,
     housekeeping: Mutex<Option<JoinHandle<()>>>,
 }
@@ -111,6 +114,7 @@ impl Ingest {
             analytics: Analytics::new(),
             usage,
             forwarder,
+            buffers: Default::default(),
             metrics,
             housekeeping: Mutex::new(None),
         });

@@ -10,10 +10,13 @@ use http::StatusCode;
 use bytes::Bytes;
 
 use super::Ingest;
-use super::cardinality::series_hash;
+use super::buffers::RequestBuffers;
 use super::forward::Outgoing;
-use super::limits::{self, Incoming, Refusal};
-use super::pipeline::{Context, Verdict};
+use super::limits::{self, Refusal};
+use super::pipeline::{Context, TenantPipeline, Verdict};
+use crate::config::ingest::IngestLimits;
+use crate::remote_write::TimeSeries;
+use crate::remote_write::wire::{LabelRef, SeriesRef};
 use crate::telemetry::{CodeLabels, DropLabels, ReasonLabels};
 
 /// The answer to a sender.
@@ -33,6 +36,21 @@ impl Answer {
             retry_after: None,
         }
     }
+}
+
+/// One request's series on their way through the checks and rules.
+struct Batch<'r, 'a> {
+    tenant: &'r str,
+    /// The tenant as a metric label value (see `Governance::has_rules`).
+    drop_tenant: &'r str,
+    pipeline: &'r TenantPipeline,
+    limits: &'r IngestLimits,
+    now_ms: i64,
+    cx: Context<'r>,
+    kept: Vec<Outgoing<'a>>,
+    refusals: Vec<Refusal>,
+    /// Series kept as the bytes they came as.
+    unchanged: usize,
 }
 
 impl Ingest {
@@ -90,11 +108,16 @@ impl Ingest {
             };
             Answer::new(status, r.message)
         };
-        let raw = match limits::decompress(&body, config.max_decompressed_bytes) {
-            Ok(raw) => raw,
-            Err(r) => return refused(r),
-        };
-        let mut request = match limits::decode(&raw, config.max_decompressed_bytes) {
+        let RequestBuffers {
+            mut raw,
+            series,
+            labels,
+        } = self.buffers.take();
+        if let Err(r) = limits::decompress_into(&body, config.max_decompressed_bytes, &mut raw) {
+            return refused(r);
+        }
+        let tables = RequestBuffers::scanned(series, labels);
+        let mut request = match limits::decode(&raw, config.max_decompressed_bytes, tables) {
             Ok(r) => r,
             Err(r) => return refused(r),
         };
@@ -102,111 +125,55 @@ impl Ingest {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
-        let pipeline = settings.governance.for_tenant(tenant);
-        let cx = Context::new(tenant, &self.tracker, &self.analytics, &self.usage);
-        let drop_tenant = if settings.governance.has_rules(tenant) {
-            tenant
-        } else {
-            "_other"
+        let mut batch = Batch {
+            tenant,
+            drop_tenant: if settings.governance.has_rules(tenant) {
+                tenant
+            } else {
+                "_other"
+            },
+            pipeline: settings.governance.for_tenant(tenant),
+            limits: &config.limits,
+            now_ms,
+            cx: Context::new(tenant, &self.tracker, &self.analytics, &self.usage),
+            kept: Vec::with_capacity(request.series_count()),
+            refusals: Vec::new(),
+            unchanged: 0,
         };
-        let mut refusals: Vec<Refusal> = Vec::new();
-        let received = request.series.len();
-        let mut kept = Vec::with_capacity(received);
-        // Series that pass every check as they came, under rules that change no label, are
-        // forwarded as their encoded bytes; the others are decoded and rebuilt.
-        let mut unchanged = 0;
-        for incoming in std::mem::take(&mut request.series) {
-            let mut series = match incoming {
-                Incoming::Plain(s) => {
-                    let labels = request.labels_of(&s);
-                    let ok = limits::plain_ok(labels, &s, &config.limits, now_ms);
-                    if ok && pipeline.rewrites() {
-                        // Rules run on the borrowed labels; only a series they change is
-                        // encoded again, with its samples copied as they came.
-                        let (verdict, changed) = pipeline.apply_borrowed(tenant, labels, &s, &cx);
-                        match verdict {
-                            Verdict::Keep => match changed {
-                                None => {
-                                    unchanged += 1;
-                                    let hash = s.labels_hash(labels);
-                                    kept.push(Outgoing::encoded(
-                                        s.encoded,
-                                        hash,
-                                        s.samples as usize,
-                                    ));
-                                }
-                                Some(new) => match s.with_labels(&new) {
-                                    Some(bytes) => kept.push(Outgoing::built(
-                                        bytes,
-                                        series_hash(&new),
-                                        s.samples as usize,
-                                    )),
-                                    // `Plain` series are the scanner's own (tested in `wire`).
-                                    None => {
-                                        return refused(Refusal {
-                                            reason: "protobuf",
-                                            message: "not a remote-write WriteRequest".into(),
-                                        });
-                                    }
-                                },
-                            },
-                            Verdict::Drop { reason } => self.count_drop(drop_tenant, reason, false),
-                            Verdict::Reject(r) => {
-                                self.count_drop(drop_tenant, r.reason, false);
-                                refusals.push(r);
-                            }
-                        }
-                        continue;
-                    }
-                    if ok {
-                        let hash = s.labels_hash(labels);
-                        let samples = u64::from(s.samples);
-                        match pipeline.apply_unchanged(tenant, labels, hash, samples, &cx) {
-                            Verdict::Keep => {
-                                unchanged += 1;
-                                kept.push(Outgoing::encoded(s.encoded, hash, s.samples as usize));
-                            }
-                            Verdict::Drop { reason } => self.count_drop(drop_tenant, reason, false),
-                            Verdict::Reject(r) => {
-                                self.count_drop(drop_tenant, r.reason, false);
-                                refusals.push(r);
-                            }
-                        }
-                        continue;
-                    }
-                    match s.to_owned(labels) {
-                        Some(t) => t,
-                        // `Plain` series are the scanner's own (tested in `wire`).
-                        None => {
-                            return refused(Refusal {
-                                reason: "protobuf",
-                                message: "not a remote-write WriteRequest".into(),
-                            });
-                        }
-                    }
-                }
-                Incoming::Owned(t) => t,
-            };
-            if let Err(r) = limits::check_series(&mut series, &config.limits, now_ms) {
-                self.refuse(&r);
-                refusals.push(r);
-                continue;
+        let mut owned = std::mem::take(&mut request.owned).into_iter();
+        for s in &request.series {
+            if s.plain {
+                self.plain_series(&mut batch, s, request.labels_of(s));
+            } else if let Some(t) = owned.next() {
+                self.owned_series(&mut batch, t);
             }
-            match pipeline.apply(tenant, &mut series, &cx) {
-                Verdict::Keep => kept.push(Outgoing::owned(series)),
-                Verdict::Drop { reason } => self.count_drop(drop_tenant, reason, false),
-                Verdict::Reject(r) => {
-                    self.count_drop(drop_tenant, r.reason, false);
-                    refusals.push(r);
-                }
-            }
+        }
+        // Decoded by prost as a whole: every series is here.
+        for t in owned {
+            self.owned_series(&mut batch, t);
         }
         let Some(forwarder) = &self.forwarder else {
             return Answer::new(StatusCode::NOT_FOUND, "the ingest gateway is disabled");
         };
+        let Batch {
+            kept,
+            refusals,
+            unchanged,
+            cx,
+            ..
+        } = batch;
+        drop(cx);
         // Every series forwarded as it came: the body itself can be.
-        let original = (unchanged == received).then_some(body);
-        match forwarder.accept_batch(tenant, kept, request.metadata, original) {
+        let original = (unchanged == request.series_count()).then_some(body);
+        let metadata = std::mem::take(&mut request.metadata);
+        let accepted = forwarder.accept_batch(tenant, kept, metadata, original);
+        let (series, labels) = request.into_tables();
+        self.buffers.put(RequestBuffers {
+            raw,
+            series,
+            labels,
+        });
+        match accepted {
             Ok(n) => {
                 self.metrics.ingest.forwarded_series.inc_by(n as u64);
             }
@@ -229,6 +196,85 @@ impl Ingest {
                     first.message
                 ),
             ),
+        }
+    }
+
+    /// A series read in place: checked on its borrowed labels; forwarded as its bytes when no
+    /// rule changes it, re-encoded with its sample bytes when one does. A series that does not
+    /// pass the limits as it is (unsorted labels, say) is decoded and handled like the others.
+    fn plain_series<'a>(&self, b: &mut Batch<'_, 'a>, s: &SeriesRef<'a>, labels: &[LabelRef<'a>]) {
+        if !limits::plain_ok(labels, s, b.limits, b.now_ms) {
+            match s.to_owned(labels) {
+                Some(t) => self.owned_series(b, t),
+                // `to_owned` reads what the scanner took (tested in `wire`).
+                None => {
+                    let r = Refusal {
+                        reason: "protobuf",
+                        message: "not a remote-write WriteRequest".into(),
+                    };
+                    self.refuse(&r);
+                    b.refusals.push(r);
+                }
+            }
+            return;
+        }
+        let samples = s.samples as usize;
+        let kept = if b.pipeline.rewrites() {
+            let (verdict, changed) = b.pipeline.apply_borrowed(b.tenant, labels, s, &b.cx);
+            match (verdict, changed) {
+                (Verdict::Keep, Some(new)) => match s.with_labels(&new) {
+                    Some((bytes, hash)) => Ok(Outgoing::built(bytes, hash, samples)),
+                    // `with_labels` takes every plain series (tested in `wire`).
+                    None => Err(Verdict::Reject(Refusal {
+                        reason: "protobuf",
+                        message: "not a remote-write WriteRequest".into(),
+                    })),
+                },
+                (Verdict::Keep, None) => {
+                    Ok(Outgoing::encoded(s.encoded, s.labels_hash(labels), samples))
+                }
+                (v, _) => Err(v),
+            }
+        } else {
+            let hash = s.labels_hash(labels);
+            match b
+                .pipeline
+                .apply_unchanged(b.tenant, labels, hash, samples as u64, &b.cx)
+            {
+                Verdict::Keep => Ok(Outgoing::encoded(s.encoded, hash, samples)),
+                v => Err(v),
+            }
+        };
+        match kept {
+            Ok(out) => {
+                b.unchanged += usize::from(out.is_encoded());
+                b.kept.push(out);
+            }
+            Err(v) => self.not_kept(b, v),
+        }
+    }
+
+    /// A series decoded into owned labels: checked (and sorted), then the rules.
+    fn owned_series(&self, b: &mut Batch<'_, '_>, mut t: TimeSeries) {
+        if let Err(r) = limits::check_series(&mut t, b.limits, b.now_ms) {
+            self.refuse(&r);
+            b.refusals.push(r);
+            return;
+        }
+        match b.pipeline.apply(b.tenant, &mut t, &b.cx) {
+            Verdict::Keep => b.kept.push(Outgoing::owned(t)),
+            v => self.not_kept(b, v),
+        }
+    }
+
+    fn not_kept(&self, b: &mut Batch<'_, '_>, verdict: Verdict) {
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::Drop { reason } => self.count_drop(b.drop_tenant, reason, false),
+            Verdict::Reject(r) => {
+                self.count_drop(b.drop_tenant, r.reason, false);
+                b.refusals.push(r);
+            }
         }
     }
 

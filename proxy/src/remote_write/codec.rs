@@ -126,6 +126,17 @@ pub fn decode_snappy<M: Message + Default>(
 /// Decompress a snappy body, refusing one that claims more than `max_decompressed` bytes
 /// before allocating for it.
 pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    decompress_into(body, max_decompressed, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out` (replacing what it held), reusing its allocation.
+pub fn decompress_into(
+    body: &[u8],
+    max_decompressed: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     let claimed = snap::raw::decompress_len(body)?;
     if claimed > max_decompressed {
         return Err(CodecError::TooLarge {
@@ -133,7 +144,11 @@ pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, Codec
             limit: max_decompressed,
         });
     }
-    Ok(snap::raw::Decoder::new().decompress_vec(body)?)
+    out.clear();
+    out.resize(claimed, 0);
+    let n = snap::raw::Decoder::new().decompress(body, out)?;
+    out.truncate(n);
+    Ok(())
 }
 
 /// The messages of a `WriteRequest` whose repeated fields allocate one struct per item.

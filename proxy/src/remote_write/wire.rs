@@ -94,17 +94,29 @@ pub fn labels_hash<L: LabelPair>(labels: &[L]) -> u64 {
     })
 }
 
-/// Append one label as `TimeSeries` field 1, as prost encodes it.
+/// Append one label as `TimeSeries` field 1, as prost encodes it (an empty string is not
+/// written).
+#[inline]
 pub fn encode_label(out: &mut Vec<u8>, name: &str, value: &str) {
-    let field = |n: usize| {
-        if n == 0 {
+    let (n, v) = (name.len(), value.len());
+    if n > 0 && v > 0 && n < 128 && v < 128 && n + v + 4 < 128 {
+        // The common case: every length fits one byte.
+        out.reserve(n + v + 6);
+        out.extend_from_slice(&[0x0a, (n + v + 4) as u8, 0x0a, n as u8]);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&[0x12, v as u8]);
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
+    let field = |len: usize| {
+        if len == 0 {
             0
         } else {
-            1 + prost::encoding::encoded_len_varint(n as u64) + n
+            1 + prost::encoding::encoded_len_varint(len as u64) + len
         }
     };
     out.push(0x0a);
-    prost::encoding::encode_varint((field(name.len()) + field(value.len())) as u64, out);
+    prost::encoding::encode_varint((field(n) + field(v)) as u64, out);
     for (key, text) in [(0x0a, name), (0x12, value)] {
         if !text.is_empty() {
             out.push(key);
@@ -212,12 +224,22 @@ impl<'a> Reader<'a> {
 /// more than `max_memory` bytes: a body of tiny items (an empty series is 2 bytes on the wire)
 /// must not make it allocate many times the body's size; prost's path then refuses it.
 pub fn scan(body: &[u8], max_memory: usize) -> Result<Scanned<'_>, NotScanned> {
-    let mut out = Scanned {
-        // A series of the usual size is ~300 bytes encoded.
-        series: Vec::with_capacity(body.len() / 256),
-        labels: Vec::with_capacity(body.len() / 24),
-        metadata: Vec::new(),
-    };
+    scan_into(body, max_memory, Scanned::default())
+}
+
+/// [`scan`] into the tables of `out` (emptied first), so that a caller can keep their
+/// allocations from one request to the next.
+pub fn scan_into<'a>(
+    body: &'a [u8],
+    max_memory: usize,
+    mut out: Scanned<'a>,
+) -> Result<Scanned<'a>, NotScanned> {
+    out.series.clear();
+    out.labels.clear();
+    out.metadata.clear();
+    // A series of the usual size is ~300 bytes encoded, a label ~30.
+    out.series.reserve(body.len() / 256);
+    out.labels.reserve(body.len() / 32);
     let mut r = Reader { buf: body };
     while !r.buf.is_empty() {
         match r.key()? {
@@ -461,10 +483,11 @@ fn read_sample(encoded: &[u8]) -> Option<Sample> {
 }
 
 impl SeriesRef<'_> {
-    /// The encoded `TimeSeries` of this plain series with `labels` instead of its own: the
-    /// labels encoded as prost does, then the series' other fields (its samples) copied as
-    /// they came. `None` if the series is not plain.
-    pub fn with_labels<L: LabelPair>(&self, labels: &[L]) -> Option<Vec<u8>> {
+    /// The encoded `TimeSeries` of this plain series with `labels` instead of its own, and
+    /// their [`labels_hash`]: the labels encoded as prost does (and hashed from those bytes),
+    /// then the series' other fields (its samples) copied as they came. `None` if the series
+    /// is not plain.
+    pub fn with_labels<L: LabelPair>(&self, labels: &[L]) -> Option<(Vec<u8>, u64)> {
         if !self.plain {
             return None;
         }
@@ -472,6 +495,7 @@ impl SeriesRef<'_> {
         for l in labels {
             encode_label(&mut out, l.name(), l.value());
         }
+        let hash = xxhash_rust::xxh3::xxh3_64(&out);
         match self.canonical_labels {
             // The labels open the series and nothing else is a label: the rest is samples.
             Some(region) => out.extend_from_slice(&self.encoded[region.len()..]),
@@ -487,7 +511,7 @@ impl SeriesRef<'_> {
                 }
             }
         }
-        Some(out)
+        Some((out, hash))
     }
 }
 

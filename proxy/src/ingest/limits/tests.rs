@@ -93,7 +93,7 @@ fn each_series_problem_has_its_reason() {
 /// Both steps, as the receiver runs them; the number of series decoded.
 fn decode(body: &[u8], max: usize) -> Result<usize, Refusal> {
     let raw = decompress(body, max)?;
-    super::decode(&raw, max).map(|d| d.series.len())
+    super::decode(&raw, max, Default::default()).map(|d| d.series_count())
 }
 
 #[test]
@@ -183,10 +183,9 @@ fn plain_ok_exactly_when_check_series_passes_without_sorting() {
             metadata: vec![],
         });
         let raw = decompress(&body, 1 << 20).unwrap();
-        let decoded = super::decode(&raw, 1 << 20).unwrap();
-        let Incoming::Plain(s) = &decoded.series[0] else {
-            panic!("scanned")
-        };
+        let decoded = super::decode(&raw, 1 << 20, Default::default()).unwrap();
+        let s = &decoded.series[0];
+        assert!(s.plain, "scanned");
         let mut checked = case.clone();
         let passes = check_series(&mut checked, &limits(), now).is_ok() && checked == case;
         assert_eq!(
@@ -201,8 +200,13 @@ fn plain_ok_exactly_when_check_series_passes_without_sorting() {
 fn a_body_of_tiny_items_is_refused_before_it_takes_memory() {
     // 500 empty series: 1000 bytes on the wire, far more as scanned refs or prost structs.
     let raw: Vec<u8> = [0x0a, 0x00].repeat(500);
-    let e = super::decode(&raw, 1000).unwrap_err();
+    let e = super::decode(&raw, 1000, Default::default()).unwrap_err();
     assert_eq!(e.reason, "too_large", "{}", e.message);
     // The same body under a limit that allows its memory is decoded.
-    assert_eq!(super::decode(&raw, 100_000).unwrap().series.len(), 500);
+    assert_eq!(
+        super::decode(&raw, 100_000, Default::default())
+            .unwrap()
+            .series_count(),
+        500
+    );
 }
