@@ -235,8 +235,9 @@ impl Delivery {
         self.notify.notify_one();
     }
 
-    /// Queue all of `payloads`, or none of them if they don't fit.
-    pub fn try_enqueue(&self, payloads: Vec<Payload>) -> Result<(), QueueFull> {
+    /// Queue all of `payloads`, or none of them if they don't fit. Returns the sequence number
+    /// of the last one queued (see [`Delivery::oldest_queued`]).
+    pub fn try_enqueue(&self, payloads: Vec<Payload>) -> Result<u64, QueueFull> {
         if let Some(spill) = &self.spill {
             let blobs: Vec<Vec<u8>> = payloads.iter().map(spill_encode).collect();
             let bytes: u64 = blobs.iter().map(|b| b.len() as u64).sum();
@@ -246,21 +247,25 @@ impl Delivery {
                     capacity: spill.len(),
                 });
             }
+            let mut last = 0;
             for blob in blobs {
-                if let Err(error) = spill.push(&blob) {
-                    // Earlier payloads of this call stay queued: they are delivered, and the
-                    // sender's retry of the whole request only duplicates samples, which
-                    // storage accepts.
-                    tracing::error!(target = %self.labels.target, %error, "can't write to the spill");
-                    return Err(QueueFull {
-                        depth: spill.len(),
-                        capacity: spill.len(),
-                    });
+                match spill.push(&blob) {
+                    Ok(seq) => last = seq,
+                    Err(error) => {
+                        // Earlier payloads of this call stay queued: they are delivered, and
+                        // the sender's retry of the whole request only duplicates samples,
+                        // which storage accepts.
+                        tracing::error!(target = %self.labels.target, %error, "can't write to the spill");
+                        return Err(QueueFull {
+                            depth: spill.len(),
+                            capacity: spill.len(),
+                        });
+                    }
                 }
             }
             self.set_depth(spill.len());
             self.notify.notify_one();
-            return Ok(());
+            return Ok(last);
         }
         let depth = {
             let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -275,11 +280,52 @@ impl Delivery {
                 q.next_seq += 1;
                 q.items.push_back((seq, p));
             }
-            q.items.len()
+            (q.items.len(), q.next_seq.saturating_sub(1))
         };
+        let (depth, last) = depth;
         self.set_depth(depth);
         self.notify.notify_one();
-        Ok(())
+        Ok(last)
+    }
+
+    /// The sequence number of the oldest request still queued (in flight included), if any:
+    /// requests are completed in order, so every one queued with a lower number has left.
+    pub fn oldest_queued(&self) -> Option<u64> {
+        if let Some(spill) = &self.spill {
+            return spill.oldest();
+        }
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .items
+            .front()
+            .map(|(seq, _)| *seq)
+    }
+
+    /// The queued requests, oldest first (memory queue only; tests).
+    #[cfg(test)]
+    pub fn queue_snapshot(&self) -> Vec<Payload> {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .items
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// The requests a previous process left in the spill, with their sequence numbers, oldest
+    /// first (none without a spill). Read one at a time: the spill may be large.
+    pub fn spilled(&self) -> impl Iterator<Item = (u64, Payload)> + '_ {
+        let seqs = self
+            .spill
+            .as_ref()
+            .map(|s| s.sequences())
+            .unwrap_or_default();
+        seqs.into_iter().filter_map(move |seq| {
+            let blob = self.spill.as_ref()?.read(seq)?;
+            Some((seq, spill_decode(blob)?))
+        })
     }
 
     pub fn capacity(&self) -> usize {

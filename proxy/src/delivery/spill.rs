@@ -507,6 +507,26 @@ impl SpillQueue {
         }
     }
 
+    /// The sequence number of the oldest entry, if any: every entry pushed with a lower one
+    /// has left the queue.
+    pub fn oldest(&self) -> Option<u64> {
+        self.state().entries.first_key_value().map(|(s, _)| *s)
+    }
+
+    /// The sequence numbers of the entries queued now, oldest first.
+    pub fn sequences(&self) -> Vec<u64> {
+        self.state().entries.keys().copied().collect()
+    }
+
+    /// One entry's payload, if it is still queued and readable (a corrupt one is left for
+    /// [`SpillQueue::front`] to move aside).
+    pub fn read(&self, seq: u64) -> Option<Bytes> {
+        if !self.state().entries.contains_key(&seq) {
+            return None;
+        }
+        read_entry(&self.path(seq)).ok()
+    }
+
     /// Removes an entry once delivered; a no-op if it is absent. On an I/O error the entry
     /// stays queued.
     pub fn remove(&self, seq: u64) -> Result<(), SpillError> {

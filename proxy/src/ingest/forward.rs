@@ -1,7 +1,8 @@
 //! Forwarding accepted series to storage: per request and tenant, series with identical labels
 //! merged (one bad duplicate makes Prometheus refuse the whole request), batches of at most
 //! `batch_series`, the tenant header on each request, and per destination `shards` delivery
-//! queues (a series always in the same one, so its samples stay in order).
+//! queues (a series queued in one at a time, so its samples stay in order; a request goes whole
+//! to one queue, as the body it came as when nothing changed it: see [`route`]).
 //! A request is queued for every destination or for none, so the receiver can answer 503
 //! without having half-accepted it.
 
@@ -15,18 +16,75 @@ use tokio::task::JoinHandle;
 
 use super::cardinality::series_hash;
 use crate::collector::target::{Endpoint, Protocol};
+
+mod route;
 use crate::config::ingest::ForwardConfig;
 use crate::delivery::spill::SpillQueue;
 use crate::delivery::{Delivery, DeliverySettings, DeliveryStats, Payload, QueueFull};
 use crate::remote_write::{MetricMetadata, Sample, TimeSeries, WriteRequest};
 use crate::telemetry::{DeliveryFamilies, EndpointLabels};
+use route::{Affinity, Plan};
 
 struct Destination {
     tenant_header: Option<HeaderName>,
     tenant_value: String,
-    /// One queue and worker per shard; a series always goes to the same shard (by its label
-    /// hash), so its samples stay in order.
+    /// One queue and worker per shard; a series is queued in one shard at a time, so its
+    /// samples stay in order (see [`route`]).
     shards: Vec<(String, Arc<Delivery>)>,
+    affinity: Mutex<Affinity>,
+}
+
+impl Destination {
+    fn oldest(&self) -> Vec<Option<u64>> {
+        self.shards.iter().map(|(_, d)| d.oldest_queued()).collect()
+    }
+
+    fn plan(&self, hashes: &[u64]) -> Plan {
+        if self.shards.len() <= 1 {
+            return Plan::Whole(0);
+        }
+        let depth: Vec<usize> = self.shards.iter().map(|(_, d)| d.depth()).collect();
+        lock(&self.affinity).plan(hashes, &self.oldest(), &depth)
+    }
+
+    /// Where the series of the requests a previous process spilled are queued: read back once
+    /// at start, so that new requests keep those series in their shards.
+    fn recover_affinity(&self) {
+        if self.shards.len() <= 1 {
+            return;
+        }
+        let mut affinity = lock(&self.affinity);
+        let mut requests = 0;
+        for (shard, (_, delivery)) in self.shards.iter().enumerate() {
+            let mut last = vec![None; self.shards.len()];
+            for (seq, payload) in delivery.spilled() {
+                let Ok(raw) = crate::remote_write::decompress(&payload.body, usize::MAX) else {
+                    continue;
+                };
+                let Ok(scanned) = crate::remote_write::wire::scan(&raw, usize::MAX) else {
+                    continue;
+                };
+                let hashes: Vec<u64> = scanned
+                    .series
+                    .iter()
+                    .map(|s| s.labels_hash(scanned.labels_of(s)))
+                    .collect();
+                last[shard] = Some(seq);
+                affinity.record(&hashes, &Plan::Whole(shard), &last, |_| Some(0));
+                requests += 1;
+            }
+        }
+        if requests > 0 {
+            tracing::info!(
+                requests,
+                "read the spilled requests' series back to keep them in their queues"
+            );
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The destinations and their workers.
@@ -129,11 +187,14 @@ impl Forwarder {
                 workers.push(tokio::spawn(delivery.clone().run(stop_rx.clone())));
                 shards.push((name, delivery));
             }
-            destinations.push(Destination {
+            let destination = Destination {
                 tenant_header,
                 tenant_value: d.tenant_value.clone().unwrap_or_else(|| "{tenant}".into()),
                 shards,
-            });
+                affinity: Mutex::default(),
+            };
+            destination.recover_affinity();
+            destinations.push(destination);
         }
         Ok(Forwarder {
             destinations,
@@ -158,8 +219,9 @@ impl Forwarder {
     }
 
     /// [`Forwarder::accept`] for series still encoded as they came. `original` is the request's
-    /// body when every one of its series is in `series` unchanged: if they fit one batch of
-    /// one shard, that body is forwarded as it is, without encoding and compressing again.
+    /// body when every one of its series is in `series` unchanged: when the request goes whole
+    /// to one shard (see [`route`]) and fits one batch, that body is forwarded as it is,
+    /// without encoding and compressing again.
     pub fn accept_batch(
         &self,
         tenant: &str,
@@ -172,28 +234,40 @@ impl Forwarder {
             return Ok(0);
         }
         let count = series.len();
-        let shard_count = self.destinations.first().map_or(1, |d| d.shards.len());
-        let bodies: Vec<Vec<Body>> = match original {
-            Some(bytes)
-                if !merged
-                    && shard_count == 1
-                    && count <= self.batch_series
-                    && series.iter().all(Outgoing::is_encoded) =>
-            {
-                vec![vec![Body {
-                    bytes,
-                    series: count,
-                    samples: series.iter().map(|s| s.samples).sum(),
-                }]]
+        let hashes: Vec<u64> = series.iter().map(|s| s.hash).collect();
+        let passable = original.filter(|_| {
+            !merged && count <= self.batch_series && series.iter().all(Outgoing::is_encoded)
+        });
+        // One plan per destination; destinations that agree share the encoded bodies.
+        let plans: Vec<Plan> = self.destinations.iter().map(|d| d.plan(&hashes)).collect();
+        let mut encoded: Vec<(Plan, Vec<Vec<Body>>)> = Vec::new();
+        for plan in &plans {
+            if encoded.iter().any(|(p, _)| p == plan) {
+                continue;
             }
-            _ => encode_bodies(series, metadata, shard_count, self.batch_series),
+            let shard_count = self.destinations.first().map_or(1, |d| d.shards.len());
+            let bodies = match (plan, &passable) {
+                (Plan::Whole(shard), Some(bytes)) => {
+                    let mut bodies: Vec<Vec<Body>> = (0..shard_count).map(|_| Vec::new()).collect();
+                    bodies[*shard].push(Body {
+                        bytes: bytes.clone(),
+                        series: count,
+                        samples: series.iter().map(|s| s.samples).sum(),
+                    });
+                    bodies
+                }
+                _ => encode_bodies(&series, &metadata, plan, shard_count, self.batch_series),
+            };
+            encoded.push((plan.clone(), bodies));
+        }
+        let bodies_of = |plan: &Plan| -> &Vec<Vec<Body>> {
+            let found = encoded.iter().find(|(p, _)| p == plan);
+            // Every plan was encoded above.
+            found.map_or(&encoded[0].1, |(_, b)| b)
         };
-        let _serial = self
-            .accepting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for d in &self.destinations {
-            for ((_, delivery), bodies) in d.shards.iter().zip(&bodies) {
+        let _serial = lock(&self.accepting);
+        for (d, plan) in self.destinations.iter().zip(&plans) {
+            for ((_, delivery), bodies) in d.shards.iter().zip(bodies_of(plan)) {
                 let bytes: u64 = bodies.iter().map(|b| b.bytes.len() as u64 + 64).sum();
                 if !delivery.has_room(bodies.len(), bytes) {
                     return Err(QueueFull {
@@ -203,14 +277,16 @@ impl Forwarder {
                 }
             }
         }
-        for d in &self.destinations {
+        for (d, plan) in self.destinations.iter().zip(&plans) {
             let headers: Vec<(HeaderName, HeaderValue)> = match &d.tenant_header {
                 Some(name) => HeaderValue::from_str(&d.tenant_value.replace("{tenant}", tenant))
                     .map(|v| vec![(name.clone(), v)])
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
-            for ((_, delivery), bodies) in d.shards.iter().zip(&bodies) {
+            let mut last_seq = vec![None; d.shards.len()];
+            for (shard, ((_, delivery), bodies)) in d.shards.iter().zip(bodies_of(plan)).enumerate()
+            {
                 if bodies.is_empty() {
                     continue;
                 }
@@ -223,7 +299,12 @@ impl Forwarder {
                         headers: headers.clone(),
                     })
                     .collect();
-                delivery.try_enqueue(payloads)?;
+                last_seq[shard] = Some(delivery.try_enqueue(payloads)?);
+            }
+            if d.shards.len() > 1 {
+                lock(&d.affinity).record(&hashes, plan, &last_seq, |s| {
+                    d.shards.get(s).and_then(|(_, q)| q.oldest_queued())
+                });
             }
         }
         Ok(count)
@@ -386,44 +467,41 @@ fn merge_outgoing(series: Vec<Outgoing<'_>>) -> (Vec<Outgoing<'_>>, bool) {
     (merged, true)
 }
 
-/// Per shard, the encoded batches of `series` (at most `batch_series` each), and the metadata
-/// in one request of its own on shard 0.
+/// Per shard, the encoded batches of `series` as `plan` places them (at most `batch_series`
+/// each), and the metadata in one request of its own on the plan's first shard.
 fn encode_bodies(
-    series: Vec<Outgoing<'_>>,
-    metadata: Vec<MetricMetadata>,
+    series: &[Outgoing<'_>],
+    metadata: &[MetricMetadata],
+    plan: &Plan,
     shard_count: usize,
     batch_series: usize,
 ) -> Vec<Vec<Body>> {
-    let mut by_shard: Vec<Vec<Outgoing<'_>>> = (0..shard_count).map(|_| Vec::new()).collect();
-    for t in series {
-        let shard = (t.hash % shard_count as u64) as usize;
-        by_shard[shard].push(t);
+    let mut by_shard: Vec<Vec<&Outgoing<'_>>> = (0..shard_count).map(|_| Vec::new()).collect();
+    for (i, t) in series.iter().enumerate() {
+        if let Some(shard) = by_shard.get_mut(plan.shard_of(i)) {
+            shard.push(t);
+        }
     }
+    let metadata_shard = plan.shard_of(0).min(shard_count.saturating_sub(1));
     let mut metadata = Some(metadata).filter(|m| !m.is_empty());
     by_shard
         .iter()
-        .map(|series| {
+        .enumerate()
+        .map(|(shard, series)| {
             let mut out: Vec<Body> = series
                 .chunks(batch_series)
-                .map(|chunk| {
-                    let mut raw = Vec::with_capacity(chunk.iter().map(Outgoing::encoded_len).sum());
-                    for t in chunk {
-                        t.write(&mut raw);
-                    }
-                    Body {
-                        bytes: snap::raw::Encoder::new()
-                            .compress_vec(&raw)
-                            .unwrap_or_default()
-                            .into(),
-                        series: chunk.len(),
-                        samples: chunk.iter().map(|t| t.samples).sum(),
-                    }
+                .map(|chunk| Body {
+                    bytes: compress_batch(chunk),
+                    series: chunk.len(),
+                    samples: chunk.iter().map(|t| t.samples).sum(),
                 })
                 .collect();
-            if let Some(metadata) = metadata.take() {
+            if shard == metadata_shard
+                && let Some(metadata) = metadata.take()
+            {
                 let request = WriteRequest {
                     timeseries: Vec::new(),
-                    metadata,
+                    metadata: metadata.to_vec(),
                 };
                 out.push(Body {
                     bytes: crate::remote_write::encode_write_request(&request).into(),
@@ -434,6 +512,37 @@ fn encode_bodies(
             out
         })
         .collect()
+}
+
+/// One batch as a snappy `WriteRequest`. The encoding and compression buffers are kept per
+/// thread (they are the size of a request: allocating them afresh faults in new pages every
+/// time); the result is copied out at its compressed size.
+fn compress_batch(chunk: &[&Outgoing<'_>]) -> bytes::Bytes {
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    BUFFERS.with(|b| {
+        let mut b = b.borrow_mut();
+        let (raw, packed) = &mut *b;
+        raw.clear();
+        raw.reserve(chunk.iter().map(|t| t.encoded_len()).sum());
+        for t in chunk {
+            t.write(raw);
+        }
+        packed.resize(snap::raw::max_compress_len(raw.len()), 0);
+        let out = match snap::raw::Encoder::new().compress(raw, packed) {
+            Ok(n) => bytes::Bytes::copy_from_slice(&packed[..n]),
+            // Only an input over snappy's 4 GiB limit fails, which no batch comes near.
+            Err(_) => bytes::Bytes::new(),
+        };
+        // A huge batch's buffers are not kept.
+        if raw.capacity() > 32 << 20 {
+            *raw = Vec::new();
+            *packed = Vec::new();
+        }
+        out
+    })
 }
 
 /// One encoded request of a shard.

@@ -147,24 +147,52 @@ async fn a_request_goes_to_every_destination_or_to_none() {
 }
 
 #[tokio::test]
-async fn shards_split_series_by_their_labels() {
+async fn a_series_is_queued_in_one_shard_at_a_time() {
+    // A dead endpoint: nothing leaves the queues, so what is queued where stays visible.
     let dead = "http://127.0.0.1:9/api/v1/write".to_string();
     let metrics = Metrics::new();
     let mut cfg = config(&[("s", dead)], 10, 100);
     cfg.shards = 2;
     let f = Forwarder::start(&cfg, metrics.collector.delivery.clone()).unwrap();
-    let pods: Vec<String> = (0..20).map(|i| i.to_string()).collect();
-    let batch =
-        |t: i64| -> Vec<TimeSeries> { pods.iter().map(|p| ts("a", p, &[(t, 1.0)])).collect() };
-    f.accept("t", batch(1), vec![]).unwrap();
-    let first = f.stats();
-    assert_eq!(first.keys().collect::<Vec<_>>(), ["s-0", "s-1"]);
-    assert!(
-        first.values().all(|s| s.queue_depth == 1),
-        "20 series use both shards: {first:?}"
-    );
-    f.accept("t", batch(2), vec![]).unwrap();
-    assert!(f.stats().values().all(|s| s.queue_depth == 2));
+    let batch = |pods: std::ops::Range<usize>, t: i64| -> Vec<TimeSeries> {
+        pods.map(|p| ts("a", &p.to_string(), &[(t, 1.0)])).collect()
+    };
+    let depths =
+        |f: &Forwarder| -> Vec<usize> { f.stats().values().map(|s| s.queue_depth).collect() };
+    // A request goes whole to one shard.
+    f.accept("t", batch(0..20, 1), vec![]).unwrap();
+    assert_eq!(f.stats().keys().collect::<Vec<_>>(), ["s-0", "s-1"]);
+    assert_eq!(depths(&f), [1, 0]);
+    // Other series: the idle shard.
+    f.accept("t", batch(100..120, 1), vec![]).unwrap();
+    assert_eq!(depths(&f), [1, 1]);
+    // The same series again: behind their earlier samples, whatever the load.
+    f.accept("t", batch(0..20, 2), vec![]).unwrap();
+    f.accept("t", batch(0..20, 3), vec![]).unwrap();
+    assert_eq!(depths(&f), [3, 1]);
+    // Series queued in both shards: split, each series behind its own samples.
+    f.accept("t", batch(10..110, 4), vec![]).unwrap();
+    assert_eq!(depths(&f), [4, 2]);
+    let queued = |shard: usize| -> Vec<TimeSeries> {
+        let d = &f.destinations[0].shards[shard].1;
+        let q = d.queue_snapshot();
+        q.iter()
+            .flat_map(|p| decode_write_request(&p.body, 1 << 20).unwrap().timeseries)
+            .collect()
+    };
+    for shard in [0, 1] {
+        let other: Vec<String> = queued(1 - shard)
+            .iter()
+            .map(|t| t.labels[1].value.clone())
+            .collect();
+        for t in queued(shard) {
+            assert!(
+                !other.contains(&t.labels[1].value),
+                "pod {} queued in both shards",
+                t.labels[1].value
+            );
+        }
+    }
 }
 
 /// Wait until the sink holds `n` requests; their bodies.
@@ -257,4 +285,44 @@ async fn encoded_duplicates_are_merged_not_passed_through() {
     assert_eq!(n, 1);
     let got = decode_write_request(&received(&seen, 1).await[0], 1 << 20).unwrap();
     assert_eq!(got.timeseries, vec![ts("a", "1", &[(1, 1.0), (2, 2.0)])]);
+}
+
+#[tokio::test]
+async fn series_spilled_before_a_restart_keep_their_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = "http://127.0.0.1:9/api/v1/write".to_string();
+    let metrics = Metrics::new();
+    let mut cfg = config(&[("s", dead)], 10, 100);
+    cfg.shards = 2;
+    cfg.spill_directory = Some(dir.path().to_path_buf());
+    let batch = |pods: std::ops::Range<usize>, t: i64| -> Vec<TimeSeries> {
+        pods.map(|p| ts("a", &p.to_string(), &[(t, 1.0)])).collect()
+    };
+    let depths =
+        |f: &Forwarder| -> Vec<usize> { f.stats().values().map(|s| s.queue_depth).collect() };
+    {
+        let f = Forwarder::start(&cfg, metrics.collector.delivery.clone()).unwrap();
+        f.accept("t", batch(0..20, 1), vec![]).unwrap();
+        f.accept("t", batch(0..20, 2), vec![]).unwrap();
+        assert_eq!(depths(&f), [2, 0]);
+        f.shutdown(Duration::ZERO).await;
+    }
+    // The stopped workers release the spill's lock as the runtime drops them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let f = loop {
+        match Forwarder::start(&cfg, metrics.collector.delivery.clone()) {
+            Ok(f) => break f,
+            Err(e) if tokio::time::Instant::now() < deadline && e.contains("in use") => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(depths(&f), [2, 0], "the spill kept both requests");
+    // Shard 1 is idle, but these series wait in shard 0's spill: they follow them.
+    f.accept("t", batch(5..10, 3), vec![]).unwrap();
+    assert_eq!(depths(&f), [3, 0]);
+    // Series nobody holds take the idle shard.
+    f.accept("t", batch(50..60, 3), vec![]).unwrap();
+    assert_eq!(depths(&f), [3, 1]);
 }
