@@ -3,10 +3,12 @@
 //! holds back its own queue; when it returns it catches up in order. 5xx, 429 and connection
 //! errors are retried with capped exponential backoff and jitter (honouring `Retry-After`);
 //! other 4xx are dropped and counted with the endpoint's message. A full queue either drops its
-//! oldest ([`Delivery::enqueue`], the collector) or refuses new requests
+//! oldest ([`Delivery::enqueue`]; the collector first waits a bounded time for room with
+//! [`Delivery::enqueue_waiting`] while the endpoint is healthy) or refuses new requests
 //! ([`Delivery::try_enqueue`], the ingest gateway, which then answers 503).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -105,6 +107,10 @@ pub struct Delivery {
     target: ArcSwap<Target>,
     queue: Mutex<Queue>,
     notify: Notify,
+    /// Signalled whenever a request leaves the queue (room for [`Delivery::enqueue_waiting`]).
+    room: Notify,
+    /// The last attempt failed and is being retried: nobody waits for room then.
+    failing: AtomicBool,
     stats: Mutex<DeliveryStats>,
     settings: DeliverySettings,
     metrics: DeliveryFamilies,
@@ -166,6 +172,8 @@ impl Delivery {
             target: ArcSwap::from_pointee(Target { endpoint, client }),
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
+            room: Notify::new(),
+            failing: AtomicBool::new(false),
             stats: Mutex::new(stats),
             settings,
             metrics,
@@ -233,6 +241,31 @@ impl Delivery {
         }
         self.set_depth(depth);
         self.notify.notify_one();
+    }
+
+    /// Queue `payload`, first waiting (until `deadline` at the latest) for room while the queue
+    /// is full and the endpoint is healthy, so that a target that is only slower than the
+    /// source loses nothing; past the deadline, or while the endpoint's writes fail, it is
+    /// [`Delivery::enqueue`]: the oldest request goes.
+    pub async fn enqueue_waiting(&self, payload: Payload, deadline: tokio::time::Instant) {
+        if self.spill.is_none() && self.protocol() == Protocol::RemoteWrite {
+            loop {
+                let room = self.room.notified();
+                tokio::pin!(room);
+                // Registered before the check: a request leaving in between still wakes us.
+                room.as_mut().enable();
+                if self.depth() < self.settings.capacity
+                    || self.failing.load(Ordering::Relaxed)
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, room).await.is_err() {
+                    break;
+                }
+            }
+        }
+        self.enqueue(vec![payload]);
     }
 
     /// Queue all of `payloads`, or none of them if they don't fit.
@@ -358,6 +391,7 @@ impl Delivery {
             q.items.len()
         };
         self.set_depth(depth);
+        self.room.notify_waiters();
     }
 
     /// Send queued requests until `stop` turns true and the queue is empty. The owner aborts
@@ -400,6 +434,7 @@ impl Delivery {
             match self.attempt(&payload).await {
                 Attempt::Sent(status) => {
                     failures = 0;
+                    self.failing.store(false, Ordering::Relaxed);
                     self.complete(seq);
                     let mut s = self.lock_stats();
                     s.requests_ok += 1;
@@ -416,6 +451,7 @@ impl Delivery {
                 }
                 Attempt::Rejected(status, message) => {
                     failures = 0;
+                    self.failing.store(false, Ordering::Relaxed);
                     self.complete(seq);
                     tracing::warn!(
                         namespace = %self.labels.namespace, resource = %self.labels.resource,
@@ -434,6 +470,9 @@ impl Delivery {
                 }
                 Attempt::Retry(why, retry_after) => {
                     failures = failures.saturating_add(1);
+                    self.failing.store(true, Ordering::Relaxed);
+                    // Whoever waits for room stops waiting: this endpoint won't make room soon.
+                    self.room.notify_waiters();
                     let delay = retry_after
                         .map(|d| d.min(MAX_RETRY_AFTER))
                         .unwrap_or_else(|| backoff(&self.settings, failures));

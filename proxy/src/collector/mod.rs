@@ -13,7 +13,9 @@ pub mod pushgateway;
 pub mod shape;
 pub mod source;
 pub mod state;
+pub mod stream;
 pub mod target;
+pub mod xor;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
