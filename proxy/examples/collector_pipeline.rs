@@ -94,26 +94,30 @@ fn thread_cpu() -> Duration {
 }
 
 /// Frames of `n` series, in 64 KiB pieces, from a thread, through a channel of 16 pieces.
-fn generate(n: usize, before: usize) -> (mpsc::IntoIter<Bytes>, std::thread::JoinHandle<u64>) {
+type Generated = (mpsc::IntoIter<Bytes>, std::thread::JoinHandle<u64>);
+
+fn generate(n: usize, before: usize) -> std::io::Result<Generated> {
     let (tx, rx) = mpsc::sync_channel::<Bytes>(16);
-    let handle = std::thread::spawn(move || {
-        let mut piece = Vec::with_capacity(64 * 1024);
-        let mut total = 0u64;
-        for i in 0..n {
-            piece.extend_from_slice(&streamed_frame(i, before));
-            if piece.len() >= 64 * 1024 {
-                total += piece.len() as u64;
-                if tx.send(Bytes::from(std::mem::take(&mut piece))).is_err() {
-                    return total;
+    let spawned = std::thread::Builder::new()
+        .name("generator".into())
+        .spawn(move || {
+            let mut piece = Vec::with_capacity(64 * 1024);
+            let mut total = 0u64;
+            for i in 0..n {
+                piece.extend_from_slice(&streamed_frame(i, before));
+                if piece.len() >= 64 * 1024 {
+                    total += piece.len() as u64;
+                    if tx.send(Bytes::from(std::mem::take(&mut piece))).is_err() {
+                        return total;
+                    }
+                    piece.reserve(64 * 1024);
                 }
-                piece.reserve(64 * 1024);
             }
-        }
-        total += piece.len() as u64;
-        let _ = tx.send(Bytes::from(piece));
-        total
-    });
-    (rx.into_iter(), handle)
+            total += piece.len() as u64;
+            let _ = tx.send(Bytes::from(piece));
+            total
+        })?;
+    Ok((rx.into_iter(), spawned))
 }
 
 struct Run {
@@ -126,7 +130,7 @@ struct Run {
 }
 
 fn run_cycle(shaper: &mut Shaper, args: &Args) -> anyhow::Result<Run> {
-    let (pieces, generator) = generate(args.series, args.samples_before);
+    let (pieces, generator) = generate(args.series, args.samples_before)?;
     let wall = Instant::now();
     let cpu = thread_cpu();
     let mut reader = SeriesReader::streamed_from_pieces(pieces, WINDOW, 1);

@@ -148,7 +148,7 @@ pub fn kube_series_at(i: usize) -> TimeSeries {
     if metric.ends_with("_bucket") {
         labels.push(label("le", BUCKETS[pod_idx % BUCKETS.len()]));
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         labels.push(label("instance_id", &format!("i-{pod_idx:017x}")));
     }
     labels.sort_by(|a, b| a.name.cmp(&b.name));

@@ -95,7 +95,7 @@ impl Group {
             if l.name == "__name__" {
                 continue;
             }
-            if self.grouping.iter().any(|g| *g == l.name) {
+            if self.grouping.contains(&l.name) {
                 let mut exported = format!("exported_{}", l.name);
                 while ts.labels.iter().any(|o| o.name == exported)
                     || moved.iter().any(|(m, _)| *m == exported)

@@ -86,6 +86,11 @@ impl Shaper {
         if !labels.is_sorted_by(|a, b| a.name <= b.name) {
             labels.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        self.shape_sorted(labels)
+    }
+
+    /// [`Shaper::shape_labels`] of labels already sorted by name.
+    fn shape_sorted(&self, labels: &mut Vec<Label>) -> bool {
         if !self.program.apply(labels) || !has_name(labels) {
             return false;
         }
@@ -130,6 +135,8 @@ impl Shaper {
     /// The cycle's series become the previous ones; `unmarked` (vanished series whose marker
     /// could not be written, because reading them again failed) stay for the next cycle.
     pub fn commit(&mut self, current: Written, unmarked: Option<Vanished>) {
+        // Free the old list first: the peak is then the cycle's map and the new list.
+        self.previous = Vec::new();
         let mut previous: Vec<(u64, i64)> = current.series.into_iter().collect();
         if let Some(v) = unmarked {
             previous.extend(v.series);
@@ -227,7 +234,7 @@ impl Cycle {
         if samples.is_empty() {
             return None;
         }
-        if !shaper.shape_labels(&mut labels) {
+        if !shaper.shape_sorted(&mut labels) {
             if !continues {
                 self.stats.series_dropped += 1;
             }

@@ -32,19 +32,57 @@ pub enum XorError {
     Window { sample: u16, leading: u8, bits: u8 },
 }
 
-/// Reads bits most-significant first from a byte slice.
+/// Reads bits most-significant first from a byte slice, through a 64-bit buffer refilled a
+/// word at a time (as Prometheus' `bstreamReader` does): most reads are a shift and a mask.
 struct BitReader<'a> {
     data: &'a [u8],
-    /// Position in bits from the start of `data`.
-    pos: usize,
+    /// Next byte of `data` to load.
+    next: usize,
+    /// The low `valid` bits are the next bits of the stream, the next one highest.
+    buf: u64,
+    valid: u32,
 }
 
 /// The stream ended: the caller turns it into [`XorError::Truncated`] with the sample number.
 struct Eof;
 
 impl<'a> BitReader<'a> {
-    fn bits_left(&self) -> usize {
-        (self.data.len() * 8).saturating_sub(self.pos)
+    fn new(data: &'a [u8]) -> Self {
+        BitReader {
+            data,
+            next: 0,
+            buf: 0,
+            valid: 0,
+        }
+    }
+
+    /// Load whole bytes until at least 57 bits are buffered or the data ends.
+    fn refill(&mut self) {
+        if self.valid > 56 {
+            return;
+        }
+        let take = (64 - self.valid) / 8;
+        if let Some(word) = self.data.get(self.next..self.next + 8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            let word = u64::from_be_bytes(bytes);
+            self.buf = if take == 8 {
+                word
+            } else {
+                self.buf << (take * 8) | word >> (64 - take * 8)
+            };
+            self.next += take as usize;
+            self.valid += take * 8;
+            return;
+        }
+        while self.valid <= 56 {
+            let Some(&byte) = self.data.get(self.next) else {
+                return;
+            };
+            self.buf = self.buf << 8 | u64::from(byte);
+            self.next += 1;
+            self.valid += 8;
+        }
     }
 
     /// `n` ≤ 64 bits as the low bits of the result.
@@ -52,30 +90,31 @@ impl<'a> BitReader<'a> {
         if n == 0 {
             return Ok(0);
         }
-        if self.bits_left() < n as usize {
-            return Err(Eof);
-        }
         if n > 56 {
-            // A 64-bit window can't hold 57+ bits at an unaligned offset: two reads.
+            // The buffer holds at least 57 bits after a refill: read the rest in two parts.
             let high = self.read(n - 32)?;
             let low = self.read(32)?;
             return Ok(high << 32 | low);
         }
-        let byte = self.pos / 8;
-        let offset = (self.pos % 8) as u32;
-        let mut word = [0u8; 8];
-        let available = (self.data.len() - byte).min(8);
-        word[..available].copy_from_slice(&self.data[byte..byte + available]);
-        let word = u64::from_be_bytes(word);
-        self.pos += n as usize;
-        Ok((word << offset) >> (64 - n))
+        if self.valid < n {
+            self.refill();
+            if self.valid < n {
+                return Err(Eof);
+            }
+        }
+        self.valid -= n;
+        Ok((self.buf >> self.valid) & ((1u64 << n) - 1))
     }
 
     fn bit(&mut self) -> Result<bool, Eof> {
-        let byte = *self.data.get(self.pos / 8).ok_or(Eof)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1 == 1;
-        self.pos += 1;
-        Ok(bit)
+        if self.valid == 0 {
+            self.refill();
+            if self.valid == 0 {
+                return Err(Eof);
+            }
+        }
+        self.valid -= 1;
+        Ok((self.buf >> self.valid) & 1 == 1)
     }
 
     /// Go's `binary.ReadUvarint` over bytes read at the current (possibly unaligned) position.
@@ -114,10 +153,7 @@ pub fn decode(chunk: &[u8]) -> Result<XorIter<'_>, XorError> {
         return Err(XorError::NoHeader(chunk.len()));
     };
     Ok(XorIter {
-        reader: BitReader {
-            data: &chunk[2..],
-            pos: 0,
-        },
+        reader: BitReader::new(&chunk[2..]),
         total: u16::from_be_bytes([a, b]),
         read: 0,
         t: 0,
@@ -245,20 +281,26 @@ struct BitWriter {
 }
 
 impl BitWriter {
+    /// The low `n` ≤ 64 bits of `value`, highest first.
     fn write(&mut self, value: u64, n: u32) {
-        for i in (0..n).rev() {
-            self.bit((value >> i) & 1 == 1);
+        let mut left = n;
+        while left > 0 {
+            if self.used == 0 {
+                self.bytes.push(0);
+            }
+            let free = 8 - self.used;
+            let take = free.min(left);
+            let bits = (value >> (left - take)) & ((1u64 << take) - 1);
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= (bits as u8) << (free - take);
+            }
+            self.used = (self.used + take) % 8;
+            left -= take;
         }
     }
 
     fn bit(&mut self, bit: bool) {
-        if self.used == 0 {
-            self.bytes.push(0);
-        }
-        if bit && let Some(last) = self.bytes.last_mut() {
-            *last |= 1 << (7 - self.used);
-        }
-        self.used = (self.used + 1) % 8;
+        self.write(u64::from(bit), 1);
     }
 
     fn byte(&mut self, b: u8) {

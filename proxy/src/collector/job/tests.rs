@@ -113,7 +113,7 @@ impl Respond for SimSource {
                             labels: s.labels.clone(),
                             samples: (q.start_timestamp_ms
                                 ..=q.end_timestamp_ms.min(s.until_ms - 1))
-                                .filter(|t| t % 1000 == 0)
+                                .filter(|t| t.rem_euclid(1000) == 0)
                                 .map(|t| Sample {
                                     value: value_at(i, t),
                                     timestamp: t,
@@ -402,7 +402,7 @@ fn expected(source: &SimSource, start: i64, end: i64) -> BTreeMap<String, Vec<(i
     let mut out = BTreeMap::new();
     for (i, s) in source.series.lock().unwrap().iter().enumerate() {
         let samples: Vec<(i64, u64)> = (start..=end.min(s.until_ms - 1))
-            .filter(|t| t % 1000 == 0)
+            .filter(|t| t.rem_euclid(1000) == 0)
             .map(|t| (t, value_at(i, t).to_bits()))
             .collect();
         if samples.is_empty() {
