@@ -345,6 +345,37 @@ mod tests {
     }
 
     #[test]
+    fn a_group_built_batch_by_batch_keeps_each_series_latest_sample() {
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let mut g = Group::new(&["job"]);
+        // First batch.
+        g.add(&ts(
+            &[("__name__", "m"), ("s", "1")],
+            &[(1.0, 10), (2.0, 20)],
+        ));
+        g.add(&ts(&[("__name__", "m"), ("s", "2")], &[(5.0, 10)]));
+        // Later batches: the next frame of s=1, an older sample of s=2 (a merged series), and
+        // a series that went stale.
+        g.add(&ts(&[("__name__", "m"), ("s", "1")], &[(3.0, 30)]));
+        g.add(&ts(&[("__name__", "m"), ("s", "2")], &[(9.0, 5)]));
+        g.add(&ts(
+            &[("__name__", "gone"), ("job", "x")],
+            &[(1.0, 10), (stale, 20)],
+        ));
+        assert_eq!(g.len(), 3);
+        assert_eq!(g.render(), "m{s=\"1\"} 3\nm{s=\"2\"} 5\n");
+        let series = [
+            ts(&[("__name__", "m"), ("s", "1")], &[(1.0, 10), (2.0, 20)]),
+            ts(&[("__name__", "m"), ("s", "1")], &[(3.0, 30)]),
+        ];
+        assert_eq!(
+            render(&series),
+            "m{s=\"1\"} 3\n",
+            "the same through render()"
+        );
+    }
+
+    #[test]
     fn path_escaping() {
         let g = |v: &str| vec![("ns".to_owned(), v.to_owned())];
         assert_eq!(group_path("j", &[]), "/metrics/job/j");
