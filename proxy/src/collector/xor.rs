@@ -106,6 +106,22 @@ impl<'a> BitReader<'a> {
         Ok((self.buf >> self.valid) & ((1u64 << n) - 1))
     }
 
+    /// The next `n` ≤ 56 bits without consuming them; `None` when fewer remain.
+    fn peek(&mut self, n: u32) -> Option<u64> {
+        if self.valid < n {
+            self.refill();
+            if self.valid < n {
+                return None;
+            }
+        }
+        Some((self.buf >> (self.valid - n)) & ((1u64 << n) - 1))
+    }
+
+    /// Consume `n` bits that [`BitReader::peek`] saw.
+    fn skip(&mut self, n: u32) {
+        self.valid -= n;
+    }
+
     fn bit(&mut self) -> Result<bool, Eof> {
         if self.valid == 0 {
             self.refill();
@@ -200,10 +216,21 @@ impl XorIter<'_> {
                 self.read_value()?;
             }
             _ => {
-                let mut prefix = 0u32;
-                while prefix < 4 && self.reader.bit().map_err(|_| self.truncated())? {
-                    prefix += 1;
-                }
+                // The bucket's prefix: up to four 1 bits, ended by a 0 unless there are four.
+                let prefix = match self.reader.peek(4) {
+                    Some(p) => {
+                        let ones = (p << 60).leading_ones().min(4);
+                        self.reader.skip(if ones == 4 { 4 } else { ones + 1 });
+                        ones
+                    }
+                    None => {
+                        let mut ones = 0u32;
+                        while ones < 4 && self.reader.bit().map_err(|_| self.truncated())? {
+                            ones += 1;
+                        }
+                        ones
+                    }
+                };
                 let dod: i64 = match prefix {
                     0 => 0,
                     4 => self.reader.read(64).map_err(|_| self.truncated())? as i64,
@@ -227,10 +254,24 @@ impl XorIter<'_> {
     }
 
     fn read_value(&mut self) -> Result<(), XorError> {
-        if !self.reader.bit().map_err(|_| self.truncated())? {
-            return Ok(());
-        }
-        let bits = if self.reader.bit().map_err(|_| self.truncated())? {
+        // The control bits: `0` unchanged, `10` same window, `11` new window.
+        let control = match self.reader.peek(2) {
+            Some(0b00 | 0b01) => {
+                self.reader.skip(1);
+                return Ok(());
+            }
+            Some(bits) => {
+                self.reader.skip(2);
+                bits == 0b11
+            }
+            None => {
+                if !self.reader.bit().map_err(|_| self.truncated())? {
+                    return Ok(());
+                }
+                self.reader.bit().map_err(|_| self.truncated())?
+            }
+        };
+        let bits = if control {
             let leading = self.reader.read(5).map_err(|_| self.truncated())? as u8;
             let mut significant = self.reader.read(6).map_err(|_| self.truncated())? as u8;
             // 0 meaningful bits can't be written (that is "unchanged"): it stands for 64.
