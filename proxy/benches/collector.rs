@@ -1,100 +1,96 @@
-//! The collector's pipeline "collect → relabel → encode", whole and stage by stage, for 10k and
-//! 100k series:
+//! The collector's hot path, per batch of 1000 series as it streams in (the same synthetic kube
+//! series and rules as `examples/collector_pipeline.rs`):
 //!
-//! - `decode`: `decode_snappy::<ReadResponse>` of a remote-read answer, then flatten the results
-//!   (the real merge is private; for disjoint results a flatten is the same work);
-//! - `shape`: `metricRelabelings` + `extraLabels` + staleness (`Shaper::shape`);
-//! - `shape_steady`: the same with a Shaper that saw the same series last cycle, so the staleness
-//!   diff runs over the whole previous set (the collector's steady state);
-//! - `encode`: remote-write requests of 1000 series (`encode_batches`);
-//! - `pipeline`: the three in a row.
+//! - `xor_decode/120`: one full XOR chunk (120 samples) decoded;
+//! - `frames`: 1000 streamed frames (one series each, one chunk of 60 samples of which 2 are in
+//!   the window) read by `SeriesReader`: framing, CRC32-C, protobuf, XOR decoding, window edges;
+//! - `shape`: those 1000 series through `Cycle::push` (hash dedup, `metricRelabelings`,
+//!   `extraLabels`, merge) into one batch;
+//! - `encode`: the batch as one remote-write request (`encode_series`);
+//! - `batch`: the three in a row, what a cycle does per `batch_size` series.
 //!
 //! `cargo bench -p proxy --bench collector`
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use proxy::collector::job::encode_batches;
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use proxy::collector::shape::Shaper;
+use proxy::collector::stream::{RawSeries, SeriesReader};
+use proxy::collector::xor;
 use proxy::relabel::RelabelProgram;
-use proxy::remote_write::proto::QueryResult;
-use proxy::remote_write::{ReadResponse, encode_snappy};
+use proxy::remote_write::{TimeSeries, encode_series};
 
 #[path = "support/workload.rs"]
 mod workload;
 use workload::*;
 
 const BATCH: usize = 1000;
+const BEFORE: usize = 58;
+
+fn read_frames(body: &Bytes) -> Vec<RawSeries> {
+    let mut reader = SeriesReader::streamed_from_memory(vec![body.clone()], WINDOW, 1);
+    let mut out = Vec::with_capacity(BATCH);
+    futures::executor::block_on(async {
+        while let Ok(Some(s)) = reader.next().await {
+            out.push(s);
+        }
+    });
+    out
+}
+
+fn shape(shaper: &Shaper, input: Vec<RawSeries>) -> Vec<TimeSeries> {
+    let mut cycle = shaper.begin(END_MS, 1, BATCH + 1);
+    for s in input {
+        let _ = cycle.push(shaper, s);
+    }
+    cycle.finish().0
+}
 
 fn bench(c: &mut Criterion) {
     let program = RelabelProgram::compile(&rules()).expect("rules compile");
-    let extra = extra_labels();
-    // A fresh Shaper per iteration (built in the untimed setup of `iter_batched`, or, for
-    // `pipeline`, inside the timed routine, where it costs a clone of 4 compiled rules): it has no
-    // previous series, so every iteration does the same work and emits no staleness markers.
-    // `shape_steady` instead reuses one Shaper over the same input, which also repeats the same
-    // work every iteration (the previous set is always the same series).
-    let fresh = || Shaper::new(program.clone(), &extra, false);
+    let shaper = Shaper::new(program, &extra_labels(), false);
 
-    for n in [10_000usize, 100_000] {
-        let timeseries = kube_series(n);
-        let body = encode_snappy(&ReadResponse {
-            results: vec![QueryResult {
-                timeseries: timeseries.clone(),
-            }],
-        });
-        let max_len = snap::raw::decompress_len(&body).expect("snappy length");
-        let decoded = decode(&body, max_len);
-        let (shaped, _) = fresh().shape(decoded.clone(), END_MS);
+    let chunk = xor::encode(
+        &(0..120)
+            .map(|k| (END_MS + k * 15_000, (k * 3) as f64 + 0.5))
+            .collect::<Vec<_>>(),
+    );
+    let body: Bytes = (0..BATCH)
+        .flat_map(|i| streamed_frame(i, BEFORE))
+        .collect::<Vec<u8>>()
+        .into();
+    let raw = read_frames(&body);
+    assert_eq!(raw.len(), BATCH, "every series has samples in the window");
+    let shaped = shape(&shaper, raw.clone());
 
-        let mut g = c.benchmark_group(format!("collector/{}k", n / 1000));
-        g.throughput(Throughput::Elements(n as u64));
-        // Modest times for a 2-core machine: at 100k one pipeline run is ~1 s, so flat sampling
-        // (one iteration per sample) keeps it to ~10 runs instead of linear sampling's 55.
-        // The group's settings apply to the benchmarks defined after them: the 100k pipeline
-        // gets a longer measurement time than its stages.
-        let (pipeline_time, stage_time) = if n >= 100_000 {
-            g.sampling_mode(SamplingMode::Flat);
-            (Duration::from_secs(16), Duration::from_secs(9))
-        } else {
-            (Duration::from_secs(5), Duration::from_secs(4))
-        };
-        g.sample_size(10)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(pipeline_time);
-
-        g.bench_function("pipeline", |b| {
-            b.iter(|| {
-                let input = decode(black_box(&body), max_len);
-                let (series, stats) = fresh().shape(input, END_MS);
-                let payloads = encode_batches(&series, BATCH);
-                black_box((payloads, stats))
-            })
-        });
-        g.measurement_time(stage_time);
-        g.bench_function("decode", |b| b.iter(|| decode(black_box(&body), max_len)));
-        g.bench_function("shape", |b| {
-            b.iter_batched(
-                || (fresh(), decoded.clone()),
-                |(mut shaper, input)| shaper.shape(input, END_MS),
-                BatchSize::LargeInput,
-            )
-        });
-        let mut steady = fresh();
-        let _ = steady.shape(decoded.clone(), END_MS);
-        g.bench_function("shape_steady", |b| {
-            b.iter_batched(
-                || decoded.clone(),
-                |input| steady.shape(input, END_MS),
-                BatchSize::LargeInput,
-            )
-        });
-        g.bench_function("encode", |b| {
-            b.iter(|| encode_batches(black_box(&shaped), BATCH))
-        });
-        g.finish();
-    }
+    let mut g = c.benchmark_group("collector");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    g.throughput(Throughput::Elements(120));
+    g.bench_function("xor_decode/120", |b| {
+        b.iter(|| {
+            xor::decode(black_box(&chunk))
+                .map(|it| it.filter_map(Result::ok).count())
+                .unwrap_or(0)
+        })
+    });
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("frames", |b| b.iter(|| read_frames(black_box(&body))));
+    g.bench_function("shape", |b| {
+        b.iter_batched(
+            || raw.clone(),
+            |input| shape(&shaper, input),
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("encode", |b| b.iter(|| encode_series(black_box(&shaped))));
+    g.bench_function("batch", |b| {
+        b.iter(|| encode_series(&shape(&shaper, read_frames(black_box(&body)))))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

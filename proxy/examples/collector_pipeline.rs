@@ -1,32 +1,40 @@
-//! Runs the collector's pipeline "collect → relabel → encode" over synthetic kube series and
-//! prints the time of each stage, the whole pipeline's series/s, the encoded bytes and the peak
-//! RSS.
+//! Runs the collector's streaming pipeline "collect → relabel → encode" over synthetic kube
+//! series and prints its speed (wall and CPU time of the pipeline thread), the encoded bytes and
+//! the peak RSS.
 //!
 //! ```text
-//! cargo run --release -p proxy --example collector_pipeline -- --series 100000 --cycles 3
+//! cargo run --release -p proxy --example collector_pipeline -- --series 1000000 --cycles 3
 //! ```
 //!
-//! Stages, as the collector runs them:
-//! 1. collect: decode a snappy remote-read answer (`decode_snappy::<ReadResponse>`) and flatten
-//!    its results (the real merge is private; a flatten is the same work for disjoint results);
-//! 2. shape: `metricRelabelings`, `extraLabels`, staleness (`Shaper::shape`);
-//! 3. encode: remote-write requests of 1000 series (`encode_batches`);
-//! 4. free: dropping the shaped series and the payloads, which the collector pays too.
+//! The input is what a Prometheus streams for a remote read with `STREAMED_XOR_CHUNKS`: one
+//! frame per series (uvarint length, CRC32-C, `ChunkedReadResponse`), each with one XOR chunk
+//! that starts `--samples-before` samples before the window (Prometheus sends whole chunks). A
+//! generator thread builds the frames series by series and hands them over in 64 KiB pieces
+//! through a bounded channel, as a socket would: the answer is never whole in memory, and the
+//! generator's CPU time is not the pipeline's.
 //!
-//! One `Shaper` is kept across cycles, as the collector keeps one per CR: the first cycle has no
-//! previous series, the later ones diff against the previous cycle's (identical) series, which
-//! is the steady state. `--fresh-shaper` makes a new one per cycle instead.
+//! The pipeline thread runs the collector's own code: `SeriesReader` (framing, CRC, XOR
+//! decoding, the window's edges) → `Cycle::push` (dedup by hash, `metricRelabelings`,
+//! `extraLabels`, merge, batches of `--batch-size`) → `encode_series` (snappy protobuf) → the
+//! request is dropped (delivery is the network's cost). One `Shaper` is kept across cycles, as
+//! the collector keeps one per CR: the first cycle has no previous series, the later ones
+//! compare their hashes with the previous cycle's (the steady state: nothing vanishes, so
+//! nothing is read again).
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Parser;
-use proxy::collector::job::encode_batches;
-use proxy::collector::shape::Shaper;
+use proxy::collector::shape::{ShapeStats, Shaper};
+use proxy::collector::stream::SeriesReader;
 use proxy::relabel::RelabelProgram;
-use proxy::remote_write::proto::QueryResult;
-use proxy::remote_write::{ReadResponse, TimeSeries, decode_snappy, encode_snappy};
+use proxy::remote_write::encode_series;
 
-/// Measure the collector pipeline (decode → relabel/shape → encode).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Measure the collector's streaming pipeline (frames → decode → relabel/shape → encode).
 #[derive(Debug, Parser)]
 #[command(name = "collector_pipeline")]
 struct Args {
@@ -39,22 +47,14 @@ struct Args {
     /// Series per remote-write request.
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
-    /// Build a new Shaper every cycle (no staleness diff) instead of keeping one.
-    #[arg(long)]
-    fresh_shaper: bool,
+    /// Samples of each chunk before the window (decoded, then dropped).
+    #[arg(long, default_value_t = 58)]
+    samples_before: usize,
 }
 
 #[path = "../benches/support/workload.rs"]
 mod workload;
 use workload::*;
-
-fn peak_rss_kib() -> Option<u64> {
-    field_kib("VmHWM:")
-}
-
-fn rss_kib() -> Option<u64> {
-    field_kib("VmRSS:")
-}
 
 fn field_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -63,7 +63,7 @@ fn field_kib(field: &str) -> Option<u64> {
 }
 
 /// Reset `VmHWM` to the current RSS (Linux ≥ 4.0: write 5 to `clear_refs`), so the peak that
-/// follows is the pipeline's rather than the input generator's.
+/// follows is the pipeline's.
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
@@ -75,132 +75,169 @@ fn mib(kib: Option<u64>) -> String {
     )
 }
 
-#[derive(Default)]
-struct Stages {
-    decode: Duration,
-    shape: Duration,
-    encode: Duration,
-    /// Freeing the shaped series and the payloads (~2M small strings at 100k series).
-    free: Duration,
+/// CPU time (user + system) of the calling thread.
+#[allow(unsafe_code)]
+fn thread_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage only writes the struct we pass; RUSAGE_THREAD is Linux's per-thread
+    // accounting.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) } == 0;
+    if !ok {
+        return Duration::ZERO;
+    }
+    // SAFETY: initialised by the successful call above (and zeroed before it).
+    let usage = unsafe { usage.assume_init() };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-impl Stages {
-    fn total(&self) -> Duration {
-        self.decode + self.shape + self.encode + self.free
-    }
+/// Frames of `n` series, in 64 KiB pieces, from a thread, through a channel of 16 pieces.
+type Generated = (mpsc::IntoIter<Bytes>, std::thread::JoinHandle<u64>);
+
+fn generate(n: usize, before: usize) -> std::io::Result<Generated> {
+    let (tx, rx) = mpsc::sync_channel::<Bytes>(16);
+    let spawned = std::thread::Builder::new()
+        .name("generator".into())
+        .spawn(move || {
+            let mut piece = Vec::with_capacity(64 * 1024);
+            let mut total = 0u64;
+            for i in 0..n {
+                piece.extend_from_slice(&streamed_frame(i, before));
+                if piece.len() >= 64 * 1024 {
+                    total += piece.len() as u64;
+                    if tx.send(Bytes::from(std::mem::take(&mut piece))).is_err() {
+                        return total;
+                    }
+                    piece.reserve(64 * 1024);
+                }
+            }
+            total += piece.len() as u64;
+            let _ = tx.send(Bytes::from(piece));
+            total
+        })?;
+    Ok((rx.into_iter(), spawned))
+}
+
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    stats: ShapeStats,
+    frames: u64,
+    encoded: usize,
+    requests: usize,
+}
+
+fn run_cycle(shaper: &mut Shaper, args: &Args) -> anyhow::Result<Run> {
+    let (pieces, generator) = generate(args.series, args.samples_before)?;
+    let wall = Instant::now();
+    let cpu = thread_cpu();
+    let mut reader = SeriesReader::streamed_from_pieces(pieces, WINDOW, 1);
+    let mut cycle = shaper.begin(END_MS, 1, args.batch_size);
+    let mut encoded = 0;
+    let mut requests = 0;
+    let mut encode = |batch: Vec<proxy::remote_write::TimeSeries>| {
+        if !batch.is_empty() {
+            encoded += encode_series(&batch).len();
+            requests += 1;
+        }
+    };
+    futures::executor::block_on(async {
+        while let Some(series) = reader.next().await.map_err(anyhow::Error::msg)? {
+            if let Some(batch) = cycle.push(shaper, series) {
+                encode(batch);
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let (last, written, stats) = cycle.finish();
+    encode(last);
+    let vanished = shaper.vanished(&written);
+    anyhow::ensure!(vanished.is_empty(), "steady state: nothing vanishes");
+    shaper.commit(written, None);
+    let cpu = thread_cpu().saturating_sub(cpu);
+    let wall = wall.elapsed();
+    let _ = generator.join();
+    Ok(Run {
+        wall,
+        cpu,
+        stats,
+        frames: reader.stats.frames,
+        encoded,
+        requests,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cycles = args.cycles.max(1);
-
-    let body = {
-        let timeseries = kube_series(args.series);
-        encode_snappy(&ReadResponse {
-            results: vec![QueryResult { timeseries }],
-        })
-    };
-    let max_len = snap::raw::decompress_len(&body)?;
     println!(
-        "input: {} series, {} samples, read answer {:.1} MiB snappy ({:.1} MiB raw)",
-        args.series,
-        args.series * 2,
-        body.len() as f64 / 1_048_576.0,
-        max_len as f64 / 1_048_576.0,
+        "input: {} series streamed as {} frames, one XOR chunk each ({} samples before the window, 2 in it)",
+        args.series, args.series, args.samples_before,
     );
-    let setup_peak = peak_rss_kib();
+    let setup_peak = field_kib("VmHWM:");
     let reset = reset_peak_rss();
-    let base_rss = rss_kib();
+    let base_rss = field_kib("VmRSS:");
 
     let program = RelabelProgram::compile(&rules()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let extra = extra_labels();
-    let mut shaper = Shaper::new(program.clone(), &extra, false);
-
-    let mut all = Vec::with_capacity(cycles);
-    let mut encoded_bytes = 0;
-    let mut requests = 0;
-    for cycle in 1..=cycles {
-        let mut st = Stages::default();
-
-        let t = Instant::now();
-        let response: ReadResponse = decode_snappy(&body, max_len)?;
-        let input: Vec<TimeSeries> = response
-            .results
-            .into_iter()
-            .flat_map(|r| r.timeseries)
-            .collect();
-        st.decode = t.elapsed();
-
-        let t = Instant::now();
-        if args.fresh_shaper {
-            shaper = Shaper::new(program.clone(), &extra, false);
-        }
-        let (series, stats) = shaper.shape(input, END_MS);
-        st.shape = t.elapsed();
-
-        let t = Instant::now();
-        let payloads = encode_batches(&series, args.batch_size);
-        st.encode = t.elapsed();
-
-        encoded_bytes = payloads.iter().map(|p| p.body.len()).sum::<usize>();
-        requests = payloads.len();
-        let t = Instant::now();
-        drop(series);
-        drop(payloads);
-        st.free = t.elapsed();
+    let mut shaper = Shaper::new(program, &extra_labels(), false);
+    let mut runs = Vec::with_capacity(cycles);
+    for c in 1..=cycles {
+        let r = run_cycle(&mut shaper, &args)?;
         println!(
-            "cycle {cycle}: decode {:>8.1?}  shape {:>8.1?}  encode {:>8.1?}  free {:>8.1?}  total {:>8.1?}  \
-             ({:.0} series/s; in {}, dropped {}, stale {}, out {})",
-            st.decode,
-            st.shape,
-            st.encode,
-            st.free,
-            st.total(),
-            args.series as f64 / st.total().as_secs_f64(),
-            stats.series_in,
-            stats.series_dropped,
-            stats.stale_markers,
-            stats.series_out,
+            "cycle {c}: wall {:>8.1?}  cpu {:>8.1?}  ({:.0} series/s, {:.0} series per CPU-s; frames {}, in {}, dropped {}, out {}, {} requests, RSS now {})",
+            r.wall,
+            r.cpu,
+            args.series as f64 / r.wall.as_secs_f64(),
+            args.series as f64 / r.cpu.as_secs_f64().max(1e-9),
+            r.frames,
+            r.stats.series_in,
+            r.stats.series_dropped,
+            r.stats.series_out,
+            r.requests,
+            mib(field_kib("VmRSS:")),
         );
-        all.push(st);
+        runs.push(r);
     }
-
-    let best = |f: fn(&Stages) -> Duration| all.iter().map(f).min().unwrap_or_default();
-    let mean = |f: fn(&Stages) -> Duration| all.iter().map(f).sum::<Duration>() / cycles as u32;
-    println!("stage      mean        best");
-    for (name, f) in [
-        ("decode", (|s: &Stages| s.decode) as fn(&Stages) -> Duration),
-        ("shape", |s| s.shape),
-        ("encode", |s| s.encode),
-        ("free", |s| s.free),
-        ("total", |s| s.total()),
-    ] {
-        println!("{name:<8} {:>9.1?} {:>9.1?}", mean(f), best(f));
-    }
+    let mean = |f: fn(&Run) -> Duration| runs.iter().map(f).sum::<Duration>() / cycles as u32;
+    let best = |f: fn(&Run) -> Duration| runs.iter().map(f).min().unwrap_or_default();
+    let n = args.series as f64;
     println!(
         "whole pipeline: {:.0} series/s (mean), {:.0} series/s (best)",
-        args.series as f64 / mean(Stages::total).as_secs_f64(),
-        args.series as f64 / best(Stages::total).as_secs_f64(),
+        n / mean(|r| r.wall).as_secs_f64(),
+        n / best(|r| r.wall).as_secs_f64(),
     );
     println!(
-        "encoded: {encoded_bytes} bytes ({:.1} MiB) in {requests} requests of ≤{} series",
-        encoded_bytes as f64 / 1_048_576.0,
-        args.batch_size,
+        "pipeline CPU: {:.3} s per cycle (mean), {:.0} series per CPU-second (mean), {:.0} (best)",
+        mean(|r| r.cpu).as_secs_f64(),
+        n / mean(|r| r.cpu).as_secs_f64().max(1e-9),
+        n / best(|r| r.cpu).as_secs_f64().max(1e-9),
     );
+    if let Some(last) = runs.last() {
+        println!(
+            "encoded: {} bytes ({:.1} MiB) in {} requests of ≤{} series",
+            last.encoded,
+            last.encoded as f64 / 1_048_576.0,
+            last.requests,
+            args.batch_size,
+        );
+    }
     println!(
-        "peak RSS (VmHWM) incl. input generation: {}",
-        mib(setup_peak)
+        "series remembered between cycles: {} (hashes)",
+        shaper.remembered()
     );
+    println!("peak RSS (VmHWM) before the pipeline: {}", mib(setup_peak));
     if reset {
         println!(
-            "peak RSS (VmHWM) during the pipeline:    {} (RSS before it: {})",
-            mib(peak_rss_kib()),
+            "peak RSS (VmHWM) during the pipeline: {} (RSS before it: {})",
+            mib(field_kib("VmHWM:")),
             mib(base_rss),
         );
     } else {
         println!(
             "peak RSS (VmHWM) at exit:               {}",
-            mib(peak_rss_kib())
+            mib(field_kib("VmHWM:"))
         );
     }
     Ok(())

@@ -3,19 +3,25 @@
 //! holds back its own queue; when it returns it catches up in order. 5xx, 429 and connection
 //! errors are retried with capped exponential backoff and jitter (honouring `Retry-After`);
 //! other 4xx are dropped and counted with the endpoint's message. A full queue either drops its
-//! oldest ([`Delivery::enqueue`], the collector) or refuses new requests
+//! oldest ([`Delivery::enqueue`]; the collector first waits a bounded time for room with
+//! [`Delivery::enqueue_waiting`] while the endpoint is healthy) or refuses new requests
 //! ([`Delivery::try_enqueue`], the ingest gateway, which then answers 503).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+
+use http::StatusCode;
 use tokio::sync::{Notify, watch};
 
+mod payload;
 pub mod spill;
+
+pub use payload::Payload;
+use payload::{spill_decode, spill_encode};
 
 use crate::backend::health::{describe, rfc3339};
 use crate::collector::target::{Endpoint, Protocol};
@@ -41,16 +47,6 @@ pub fn http_client() -> Result<reqwest::Client, String> {
 
 /// Longest `Retry-After` honoured: a misbehaving endpoint must not park its queue for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-
-/// One encoded request.
-#[derive(Debug, Clone)]
-pub struct Payload {
-    pub body: Bytes,
-    pub series: usize,
-    pub samples: usize,
-    /// Sent with this request only, after the endpoint's own (the ingest tenant header).
-    pub headers: Vec<(http::HeaderName, HeaderValue)>,
-}
 
 /// [`Delivery::try_enqueue`] found no room: nothing was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +101,10 @@ pub struct Delivery {
     target: ArcSwap<Target>,
     queue: Mutex<Queue>,
     notify: Notify,
+    /// Signalled whenever a request leaves the queue (room for [`Delivery::enqueue_waiting`]).
+    room: Notify,
+    /// The last attempt failed and is being retried: nobody waits for room then.
+    failing: AtomicBool,
     stats: Mutex<DeliveryStats>,
     settings: DeliverySettings,
     metrics: DeliveryFamilies,
@@ -166,6 +166,8 @@ impl Delivery {
             target: ArcSwap::from_pointee(Target { endpoint, client }),
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
+            room: Notify::new(),
+            failing: AtomicBool::new(false),
             stats: Mutex::new(stats),
             settings,
             metrics,
@@ -233,6 +235,31 @@ impl Delivery {
         }
         self.set_depth(depth);
         self.notify.notify_one();
+    }
+
+    /// Queue `payload`, first waiting (until `deadline` at the latest) for room while the queue
+    /// is full and the endpoint is healthy, so that a target that is only slower than the
+    /// source loses nothing; past the deadline, or while the endpoint's writes fail, it is
+    /// [`Delivery::enqueue`]: the oldest request goes.
+    pub async fn enqueue_waiting(&self, payload: Payload, deadline: tokio::time::Instant) {
+        if self.spill.is_none() && self.protocol() == Protocol::RemoteWrite {
+            loop {
+                let room = self.room.notified();
+                tokio::pin!(room);
+                // Registered before the check: a request leaving in between still wakes us.
+                room.as_mut().enable();
+                if self.depth() < self.settings.capacity
+                    || self.failing.load(Ordering::Relaxed)
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, room).await.is_err() {
+                    break;
+                }
+            }
+        }
+        self.enqueue(vec![payload]);
     }
 
     /// Queue all of `payloads`, or none of them if they don't fit. Returns the sequence number
@@ -404,6 +431,7 @@ impl Delivery {
             q.items.len()
         };
         self.set_depth(depth);
+        self.room.notify_waiters();
     }
 
     /// Send queued requests until `stop` turns true and the queue is empty. The owner aborts
@@ -446,6 +474,7 @@ impl Delivery {
             match self.attempt(&payload).await {
                 Attempt::Sent(status) => {
                     failures = 0;
+                    self.failing.store(false, Ordering::Relaxed);
                     self.complete(seq);
                     let mut s = self.lock_stats();
                     s.requests_ok += 1;
@@ -462,6 +491,7 @@ impl Delivery {
                 }
                 Attempt::Rejected(status, message) => {
                     failures = 0;
+                    self.failing.store(false, Ordering::Relaxed);
                     self.complete(seq);
                     tracing::warn!(
                         namespace = %self.labels.namespace, resource = %self.labels.resource,
@@ -480,6 +510,9 @@ impl Delivery {
                 }
                 Attempt::Retry(why, retry_after) => {
                     failures = failures.saturating_add(1);
+                    self.failing.store(true, Ordering::Relaxed);
+                    // Whoever waits for room stops waiting: this endpoint won't make room soon.
+                    self.room.notify_waiters();
                     let delay = retry_after
                         .map(|d| d.min(MAX_RETRY_AFTER))
                         .unwrap_or_else(|| backoff(&self.settings, failures));
@@ -561,55 +594,6 @@ pub fn backoff(settings: &DeliverySettings, failures: u32) -> Duration {
         .min(settings.max_backoff);
     let half = base / 2;
     half + half.mul_f64(fastrand::f64())
-}
-
-/// A payload as stored in the spill: `series` u32, `samples` u32, header count u16, then per
-/// header its name and value each as u16 length + bytes, then the body.
-fn spill_encode(p: &Payload) -> Vec<u8> {
-    let mut out = Vec::with_capacity(p.body.len() + 64);
-    out.extend_from_slice(&(p.series as u32).to_le_bytes());
-    out.extend_from_slice(&(p.samples as u32).to_le_bytes());
-    out.extend_from_slice(&(p.headers.len() as u16).to_le_bytes());
-    for (name, value) in &p.headers {
-        for part in [name.as_str().as_bytes(), value.as_bytes()] {
-            out.extend_from_slice(&(part.len() as u16).to_le_bytes());
-            out.extend_from_slice(part);
-        }
-    }
-    out.extend_from_slice(&p.body);
-    out
-}
-
-fn spill_decode(blob: Bytes) -> Option<Payload> {
-    let mut at = 0usize;
-    let mut take = |n: usize| -> Option<Bytes> {
-        let part = blob.get(at..at + n)?;
-        at += n;
-        Some(blob.slice_ref(part))
-    };
-    let u32_at =
-        |b: Bytes| -> Option<u32> { Some(u32::from_le_bytes(b.as_ref().try_into().ok()?)) };
-    let u16_at = |b: Bytes| -> Option<usize> {
-        Some(u16::from_le_bytes(b.as_ref().try_into().ok()?) as usize)
-    };
-    let series = u32_at(take(4)?)? as usize;
-    let samples = u32_at(take(4)?)? as usize;
-    let count = u16_at(take(2)?)?;
-    let mut headers = Vec::with_capacity(count);
-    for _ in 0..count {
-        let n = u16_at(take(2)?)?;
-        let name = http::HeaderName::from_bytes(&take(n)?).ok()?;
-        let n = u16_at(take(2)?)?;
-        let value = HeaderValue::from_bytes(&take(n)?).ok()?;
-        headers.push((name, value));
-    }
-    let body = blob.slice(at..);
-    Some(Payload {
-        body,
-        series,
-        samples,
-        headers,
-    })
 }
 
 #[cfg(test)]

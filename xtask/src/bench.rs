@@ -33,8 +33,8 @@ pub struct BenchArgs {
     /// Load runs per (target, case); the table shows the median.
     #[arg(long, default_value_t = 1)]
     pub repeats: u32,
-    /// Shorter runs for a smoke check: 8 s load runs, criterion's quick mode, 200k collector
-    /// series instead of 1M. The table says it was a quick run.
+    /// Shorter runs for a smoke check: 8 s load runs, criterion's quick mode, the collector at
+    /// 100k and 1M series only (5M without it). The table says it was a quick run.
     #[arg(long)]
     pub quick: bool,
     /// Don't write docs/benchmarks.md (print only).

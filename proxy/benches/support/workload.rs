@@ -1,11 +1,16 @@
 //! The synthetic workload of the collector benchmark and of `examples/collector_pipeline.rs`:
-//! kube-like series, the seed README's relabel rules, the extra labels, and the decode stage.
+//! kube-like series, the seed README's relabel rules, the extra labels, the streamed remote-read
+//! frames a Prometheus would send for them, and the decode stage of the sampled answer.
 //! Included by both with `#[path]`, so they measure the same thing.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
+use proxy::collector::source::Window;
+use proxy::collector::stream::encode_frame;
+use proxy::collector::xor::XorEncoder;
+use proxy::remote_write::proto::{Chunk, ChunkedReadResponse, ChunkedSeries, chunk};
 use proxy::remote_write::{Label, ReadResponse, Sample, TimeSeries, decode_snappy};
 use proxy::tenant::crd::RelabelConfig;
 
@@ -101,65 +106,101 @@ pub const BUCKETS: [&str; 11] = [
 /// ones (3 in 50) are dropped by the `drop` rule. Same generator as
 /// `examples/collector_pipeline.rs`.
 pub fn kube_series(n: usize) -> Vec<TimeSeries> {
-    (0..n)
-        .map(|i| {
-            let metric = METRICS[i % METRICS.len()];
-            let pod_idx = i / METRICS.len();
-            let namespace = NAMESPACES[pod_idx % NAMESPACES.len()];
-            let container = CONTAINERS[pod_idx % CONTAINERS.len()];
-            let node = pod_idx % 64;
-            let job = if metric.starts_with("container_") {
-                "cadvisor"
-            } else if metric.starts_with("kubelet_") {
-                "kubelet"
-            } else {
-                "kubernetes-pods"
-            };
-            let mut labels = vec![
-                label("__name__", metric),
-                label("container", container),
-                label(
-                    "instance",
-                    &format!("10.{}.{}.{}:10250", node / 16, node % 16, pod_idx % 250),
-                ),
-                label("job", job),
-                label("namespace", namespace),
-                label(
-                    "node",
-                    &format!("ip-10-0-{node}-17.eu-west-1.compute.internal"),
-                ),
-                label(
-                    "pod",
-                    &format!(
-                        "{container}-{:08x}-{:05x}",
-                        pod_idx * 2_654_435_761 % 0xffff_ffff,
-                        pod_idx
-                    ),
-                ),
-            ];
-            if metric.ends_with("_bucket") {
-                labels.push(label("le", BUCKETS[pod_idx % BUCKETS.len()]));
-            }
-            if i % 7 == 0 {
-                labels.push(label("instance_id", &format!("i-{pod_idx:017x}")));
-            }
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-            TimeSeries {
-                labels,
-                samples: vec![
-                    Sample {
-                        value: i as f64,
-                        timestamp: END_MS - 30_000,
-                    },
-                    Sample {
-                        value: i as f64 + 1.0,
-                        timestamp: END_MS - 15_000,
-                    },
-                ],
-                ..Default::default()
-            }
-        })
-        .collect()
+    (0..n).map(kube_series_at).collect()
+}
+
+/// Series `i` of [`kube_series`].
+pub fn kube_series_at(i: usize) -> TimeSeries {
+    let metric = METRICS[i % METRICS.len()];
+    let pod_idx = i / METRICS.len();
+    let namespace = NAMESPACES[pod_idx % NAMESPACES.len()];
+    let container = CONTAINERS[pod_idx % CONTAINERS.len()];
+    let node = pod_idx % 64;
+    let job = if metric.starts_with("container_") {
+        "cadvisor"
+    } else if metric.starts_with("kubelet_") {
+        "kubelet"
+    } else {
+        "kubernetes-pods"
+    };
+    let mut labels = vec![
+        label("__name__", metric),
+        label("container", container),
+        label(
+            "instance",
+            &format!("10.{}.{}.{}:10250", node / 16, node % 16, pod_idx % 250),
+        ),
+        label("job", job),
+        label("namespace", namespace),
+        label(
+            "node",
+            &format!("ip-10-0-{node}-17.eu-west-1.compute.internal"),
+        ),
+        label(
+            "pod",
+            &format!(
+                "{container}-{:08x}-{:05x}",
+                pod_idx * 2_654_435_761 % 0xffff_ffff,
+                pod_idx
+            ),
+        ),
+    ];
+    if metric.ends_with("_bucket") {
+        labels.push(label("le", BUCKETS[pod_idx % BUCKETS.len()]));
+    }
+    if i.is_multiple_of(7) {
+        labels.push(label("instance_id", &format!("i-{pod_idx:017x}")));
+    }
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    TimeSeries {
+        labels,
+        samples: vec![
+            Sample {
+                value: i as f64,
+                timestamp: END_MS - 30_000,
+            },
+            Sample {
+                value: i as f64 + 1.0,
+                timestamp: END_MS - 15_000,
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+/// The window the collector reads: the 2 samples of every series are inside it.
+pub const WINDOW: Window = Window {
+    start_ms: END_MS - 30_000,
+    end_ms: END_MS,
+};
+
+/// The streamed remote-read frame Prometheus would send for series `i`: one series, one XOR
+/// chunk holding `before` samples (15 s apart) before the window, then the series' 2 samples
+/// in it, as when a window ends in the middle of a chunk (Prometheus sends whole chunks; the
+/// collector decodes from the chunk's start and keeps what is inside the window).
+pub fn streamed_frame(i: usize, before: usize) -> Vec<u8> {
+    let series = kube_series_at(i);
+    let mut e = XorEncoder::new();
+    let first = series.samples[0].timestamp - 15_000 * before as i64;
+    for k in 0..before {
+        e.append(first + 15_000 * k as i64, i as f64 - (before - k) as f64);
+    }
+    for s in &series.samples {
+        e.append(s.timestamp, s.value);
+    }
+    let last = series.samples.last().map_or(END_MS, |s| s.timestamp);
+    encode_frame(&ChunkedReadResponse {
+        chunked_series: vec![ChunkedSeries {
+            labels: series.labels,
+            chunks: vec![Chunk {
+                min_time_ms: first,
+                max_time_ms: last,
+                r#type: chunk::Encoding::Xor as i32,
+                data: e.bytes().into(),
+            }],
+        }],
+        query_index: 0,
+    })
 }
 
 pub fn label(name: &str, value: &str) -> Label {

@@ -1,7 +1,10 @@
 //! One collector job: a `MetricAccess` with `remoteWrite.enabled`. Every interval it reads the
-//! window since the last one, shapes it and queues it for every endpoint of the CR's target.
-//! The window only advances when the read succeeded and the target resolved, so a failed cycle
-//! is retried by the next one (no gap), and no sample is read twice (no duplicate).
+//! window since the last one and, series by series as the answer streams in, shapes it and
+//! queues remote-write batches for every endpoint of the CR's target (see [`output`] for the
+//! batches, the Pushgateway group and the wait for queue room). The window only advances when
+//! the read succeeded and the target resolved, so a failed cycle is retried by the next one (no
+//! gap); a read that fails half-way has queued part of the window, which the next cycle sends
+//! again (identical samples, which Prometheus accepts).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,18 +13,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::Inputs;
 use super::shape::{ShapeStats, Shaper};
-use super::source::{self, Upstream, Window};
+use super::source::{self, Opened, Upstream, Window};
 use super::state::StateDir;
+use super::stream::ReadStats;
 use super::target::{self, Endpoint, FetchedSecrets, FileSecrets, SecretLookup};
-use super::{Inputs, pushgateway};
 use crate::backend::health::rfc3339;
 use crate::config::RemoteWriteConfig;
 use crate::delivery::{Delivery, DeliverySettings, Payload};
 use crate::relabel::RelabelProgram;
 use crate::remote_write::{TimeSeries, encode_series};
+
+pub mod output;
 use crate::telemetry::{CycleLabels, EndpointLabels, Metrics, ResourceLabels};
 use crate::tenant::AccessResource;
+use output::Output;
 
 /// What `/collected-metrics` shows of a job.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -43,6 +50,10 @@ pub struct JobStatus {
     /// The infrastructure member that answered last.
     pub source: Option<String>,
     pub last_shape: Option<ShapeStats>,
+    /// How the last window was read (streamed or not, frames, skipped histogram chunks).
+    pub last_read: Option<ReadStats>,
+    /// Series written last cycle, remembered as hashes to find the ones that vanish.
+    pub series_remembered: usize,
     pub cycles_ok: u64,
     pub cycles_failed: u64,
     /// Milliseconds of source data skipped because a window exceeded `max_window`.
@@ -113,6 +124,7 @@ impl Job {
             ),
             start: s,
             preferred: None,
+            avoid: None,
             status: status.clone(),
             deliveries: deliveries.clone(),
             workers: workers.clone(),
@@ -168,6 +180,8 @@ struct Runner {
     start: JobStart,
     shaper: Shaper,
     preferred: Option<String>,
+    /// A member whose answer broke off last cycle: tried last.
+    avoid: Option<String>,
     status: Arc<Mutex<JobStatus>>,
     deliveries: Arc<Mutex<BTreeMap<String, Arc<Delivery>>>>,
     workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -269,17 +283,24 @@ impl Runner {
             start_ms: start,
             end_ms: end,
         };
-        let read = source::read(
+        let deliveries: Vec<Arc<Delivery>> =
+            endpoints.into_iter().map(|e| self.delivery(e)).collect();
+        let opened = source::open(
             &upstream,
             &ns,
             &s.resource.policy,
             window,
             s.config.request_timeout,
             self.preferred.as_deref(),
+            self.avoid.as_deref(),
             s.config.collection_method,
         )
         .await;
-        let outcome = match read {
+        let Opened {
+            mut reader,
+            member,
+            failed,
+        } = match opened {
             Ok(o) => o,
             Err(error) => {
                 tracing::warn!(namespace = %ns, resource = %s.resource.name, %error, "collection failed; the next cycle reads this window again");
@@ -293,53 +314,146 @@ impl Runner {
                 return last_end;
             }
         };
-        self.preferred = Some(outcome.member.clone());
-        let collected_samples: usize = outcome.series.iter().map(|t| t.samples.len()).sum();
+        // Waiting for room in a healthy target's queue is bounded per cycle: a cycle never
+        // stalls longer than its interval, whatever the number of batches.
+        let deadline = tokio::time::Instant::now() + s.interval;
+        let mut out = Output::new(&deliveries, deadline);
+        let mut cycle =
+            self.shaper
+                .begin(end, s.resource.policy.clauses.len(), s.config.batch_size);
+        let streamed = loop {
+            match reader.next().await {
+                Ok(Some(series)) => {
+                    if let Some(batch) = cycle.push(&self.shaper, series) {
+                        out.send(batch).await;
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        if let Err(error) = streamed {
+            let error = format!(
+                "reading the answer of {member} failed after {} series: {error}; the next cycle reads this window again (from another member first)",
+                reader.stats.series
+            );
+            tracing::warn!(namespace = %ns, resource = %s.resource.name, %error, "collection failed");
+            self.avoid = Some(member);
+            self.preferred = None;
+            self.finish(&labels, "read_error", started, Some(error), None);
+            return last_end;
+        }
+        let (last, written, mut stats) = cycle.finish();
+        out.send(last).await;
+        let read_stats = reader.stats.clone();
+        drop(reader);
+
+        // Staleness: the series written last cycle and missing now, found by hash; their
+        // labels come from reading again, from the member that answered them, the part of
+        // the last windows where they still had samples.
+        let previous_member = self.preferred.clone().unwrap_or_else(|| member.clone());
+        let mut vanished = self.shaper.vanished(&written);
+        let mut marker_error = None;
+        if let Some(oldest) = vanished.oldest_ms()
+            && oldest < start
+        {
+            let again = Window {
+                start_ms: oldest,
+                end_ms: start - 1,
+            };
+            match source::open(
+                &upstream,
+                &ns,
+                &s.resource.policy,
+                again,
+                s.config.request_timeout,
+                Some(&previous_member),
+                None,
+                s.config.collection_method,
+            )
+            .await
+            {
+                Ok(mut o) => loop {
+                    match o.reader.next().await {
+                        Ok(Some(series)) => {
+                            if let Some(batch) = vanished.push(&self.shaper, series) {
+                                out.send(batch).await;
+                            }
+                            if vanished.is_empty() {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            marker_error = Some(format!("{}: {e}", o.member));
+                            break;
+                        }
+                    }
+                },
+                Err(e) => marker_error = Some(e.to_string()),
+            }
+            out.send(vanished.take_markers()).await;
+        }
+        stats.stale_markers = vanished.written();
+        stats.series_out += stats.stale_markers;
+        let unmarked = match &marker_error {
+            Some(error) => {
+                tracing::warn!(namespace = %ns, resource = %s.resource.name, %error, waiting = vanished.len(), "can't read vanished series again for their staleness markers; trying next cycle");
+                Some(vanished)
+            }
+            None => None,
+        };
+        self.shaper.commit(written, unmarked);
+        out.finish();
+        self.preferred = Some(member.clone());
+        self.avoid = None;
+
         let m = &s.metrics.collector;
         m.series_collected
             .get_or_create(&labels)
-            .inc_by(outcome.series.len() as u64);
+            .inc_by(stats.series_in as u64);
         m.samples_collected
             .get_or_create(&labels)
-            .inc_by(collected_samples as u64);
-        let (shaped, stats) = self.shaper.shape(outcome.series, end);
+            .inc_by(stats.samples_in as u64);
         m.stale_markers
             .get_or_create(&labels)
             .inc_by(stats.stale_markers as u64);
         m.last_success.get_or_create(&labels).set(end / 1000);
-        let remote_write = encode_batches(&shaped, self.start.config.batch_size);
-        let pushgateway = Payload {
-            body: pushgateway::render_for_group(&shaped, &["job"]).into(),
-            series: shaped.len(),
-            samples: shaped.len(),
-            headers: Vec::new(),
-        };
-        for endpoint in endpoints {
-            let delivery = self.delivery(endpoint);
-            match delivery.protocol() {
-                target::Protocol::RemoteWrite => delivery.enqueue(remote_write.clone()),
-                target::Protocol::Pushgateway => delivery.enqueue(vec![pushgateway.clone()]),
-            }
+        let skipped_chunks =
+            read_stats.histogram_chunks_skipped + read_stats.unknown_chunks_skipped;
+        if skipped_chunks > 0 {
+            tracing::warn!(
+                namespace = %ns, resource = %s.resource.name,
+                histogram_chunks = read_stats.histogram_chunks_skipped,
+                unknown_chunks = read_stats.unknown_chunks_skipped,
+                "native-histogram (or unknown) chunks in the window were not copied: the collector copies float samples"
+            );
         }
         {
             let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             st.collected_until_ms = Some(end);
             st.first_window_start_ms.get_or_insert(start);
             st.last_window = Some((start, end));
-            st.source = Some(outcome.member.clone());
+            st.source = Some(member);
             st.skipped_ms += skipped;
+            st.last_read = Some(read_stats);
+            st.series_remembered = self.shaper.remembered();
         }
-        let error = (!outcome.failed.is_empty()).then(|| {
-            format!(
+        let mut notes: Vec<String> = Vec::new();
+        if !failed.is_empty() {
+            notes.push(format!(
                 "failed over: {}",
-                outcome
-                    .failed
+                failed
                     .iter()
                     .map(|(m, e)| format!("{m}: {e}"))
                     .collect::<Vec<_>>()
                     .join("; ")
-            )
-        });
+            ));
+        }
+        if let Some(e) = marker_error {
+            notes.push(format!("staleness markers postponed: {e}"));
+        }
+        let error = (!notes.is_empty()).then(|| notes.join("; "));
         self.finish(&labels, "ok", started, error, Some(stats));
         end
     }
@@ -436,7 +550,8 @@ impl Runner {
     }
 }
 
-/// Remote-write requests of at most `batch_size` series each.
+/// Remote-write requests of at most `batch_size` series each (tests and tools; a cycle encodes
+/// each batch as it fills, see [`output`]).
 pub fn encode_batches(series: &[TimeSeries], batch_size: usize) -> Vec<Payload> {
     series
         .chunks(batch_size.max(1))
@@ -464,3 +579,6 @@ fn client_for(endpoint: &Endpoint, default: &reqwest::Client) -> Result<reqwest:
     }
     builder.build().map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,18 +2,24 @@
 //! tenant's allowed series from infrastructure Prometheus to the tenant's own targets.
 //!
 //! - [`source`]: remote read of a contiguous window, with HA failover;
-//! - [`shape`]: `metricRelabelings`, `extraLabels`/`honorLabels`, staleness markers;
+//! - [`stream`]: the streamed answer, frame by frame, series by series;
+//! - [`xor`]: Prometheus' XOR chunk codec;
+//! - [`shape`]: `metricRelabelings`, `extraLabels`/`honorLabels`, staleness markers, series by
+//!   series, remembering series as hashes;
 //! - [`target`]: endpoint addresses (every StatefulSet replica), credentials from Secrets;
 //! - [`pushgateway`]: the text format and group path of Pushgateway targets;
 //! - [`state`]: where each job stopped reading, kept across restarts;
-//! - [`job`]: the per-CR cycle; this module reconciles jobs with the tenant store.
+//! - [`job`]: the per-CR cycle (batches queued as they fill); this module reconciles jobs with
+//!   the tenant store.
 
 pub mod job;
 pub mod pushgateway;
 pub mod shape;
 pub mod source;
 pub mod state;
+pub mod stream;
 pub mod target;
+pub mod xor;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

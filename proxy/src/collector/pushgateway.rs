@@ -42,84 +42,126 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// `exported_job`), see the e2e test `pushgateway_job_label_clash`. [`render_for_group`] moves
 /// such labels to `exported_<name>` first, as a scrape with `honor_labels: false` would.
 pub fn render_for_group(series: &[TimeSeries], grouping: &[&str]) -> String {
-    let moved: Vec<TimeSeries> = series
-        .iter()
-        .map(|t| {
-            let mut t = t.clone();
-            for name in grouping {
-                if let Some(i) = t.labels.iter().position(|l| l.name == *name) {
-                    let value = t.labels.remove(i).value;
-                    let mut exported = format!("exported_{name}");
-                    while t.labels.iter().any(|l| l.name == exported) {
-                        exported = format!("exported_{exported}");
-                    }
-                    let at = t.labels.partition_point(|l| l.name < exported);
-                    t.labels.insert(
-                        at,
-                        crate::remote_write::Label {
-                            name: exported,
-                            value,
-                        },
-                    );
-                }
-            }
-            t
-        })
-        .collect();
-    render(&moved)
+    let mut group = Group::new(grouping);
+    for t in series {
+        group.add(t);
+    }
+    group.render()
 }
 
 /// See [`render_for_group`]; this renders the labels as they are.
 pub fn render(series: &[TimeSeries]) -> String {
-    // name -> (label text -> value text)
-    let mut by_name: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
-    for ts in series {
+    render_for_group(series, &[])
+}
+
+/// A Pushgateway group built up batch by batch as a window is read: per series only its label
+/// text and its latest sample are kept (about the size of the body that is PUT), never the
+/// series themselves. A series seen again (the next frame of a long series, a series several
+/// raw series were merged into) keeps its latest sample.
+#[derive(Debug, Default)]
+pub struct Group {
+    grouping: Vec<String>,
+    /// name → label text → (timestamp, value) of the latest sample.
+    by_name: BTreeMap<String, BTreeMap<String, (i64, f64)>>,
+}
+
+impl Group {
+    pub fn new(grouping: &[&str]) -> Group {
+        Group {
+            grouping: grouping.iter().map(|g| (*g).to_owned()).collect(),
+            by_name: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, ts: &TimeSeries) {
         let Some(name) = ts
             .labels
             .iter()
             .find(|l| l.name == "__name__")
             .map(|l| l.value.as_str())
         else {
-            continue;
+            return;
         };
         let Some(latest) = ts
             .samples
             .iter()
             .reduce(|a, b| if b.timestamp >= a.timestamp { b } else { a })
         else {
-            continue;
+            return;
         };
-        if latest.value.to_bits() == STALE_NAN_BITS {
-            continue;
+        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(ts.labels.len());
+        let mut moved: Vec<(String, &str)> = Vec::new();
+        for l in &ts.labels {
+            if l.name == "__name__" {
+                continue;
+            }
+            if self.grouping.contains(&l.name) {
+                let mut exported = format!("exported_{}", l.name);
+                while ts.labels.iter().any(|o| o.name == exported)
+                    || moved.iter().any(|(m, _)| *m == exported)
+                {
+                    exported = format!("exported_{exported}");
+                }
+                moved.push((exported, &l.value));
+            } else {
+                labels.push((&l.name, &l.value));
+            }
         }
-        let mut labels: Vec<_> = ts.labels.iter().filter(|l| l.name != "__name__").collect();
-        labels.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.value.cmp(&b.value)));
+        labels.extend(moved.iter().map(|(n, v)| (n.as_str(), *v)));
+        labels.sort();
         let mut text = String::new();
         if !labels.is_empty() {
             text.push('{');
-            for (i, l) in labels.iter().enumerate() {
+            for (i, (n, v)) in labels.iter().enumerate() {
                 if i > 0 {
                     text.push(',');
                 }
-                text.push_str(&l.name);
+                text.push_str(n);
                 text.push_str("=\"");
-                escape_value(&mut text, &l.value);
+                escape_value(&mut text, v);
                 text.push('"');
             }
             text.push('}');
         }
-        by_name
-            .entry(name)
-            .or_default()
-            .insert(text, format_float(latest.value));
-    }
-    let mut out = String::new();
-    for (name, lines) in by_name {
-        for (labels, value) in lines {
-            let _ = writeln!(out, "{name}{labels} {value}");
+        let lines = match self.by_name.get_mut(name) {
+            Some(lines) => lines,
+            None => self.by_name.entry(name.to_owned()).or_default(),
+        };
+        let sample = (latest.timestamp, latest.value);
+        match lines.entry(text) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(sample);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                if sample.0 >= e.get().0 {
+                    e.insert(sample);
+                }
+            }
         }
     }
-    out
+
+    /// Series in the group so far.
+    pub fn len(&self) -> usize {
+        self.by_name.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The body to PUT.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, lines) in &self.by_name {
+            for (labels, (_, value)) in lines {
+                if value.to_bits() == STALE_NAN_BITS {
+                    continue;
+                }
+                let _ = writeln!(out, "{name}{labels} {}", format_float(*value));
+            }
+        }
+        out
+    }
 }
 
 fn escape_value(out: &mut String, v: &str) {
@@ -299,6 +341,37 @@ mod tests {
         assert_eq!(
             text,
             "up{exported_exported_job=\"node\",exported_job=\"x\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn a_group_built_batch_by_batch_keeps_each_series_latest_sample() {
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let mut g = Group::new(&["job"]);
+        // First batch.
+        g.add(&ts(
+            &[("__name__", "m"), ("s", "1")],
+            &[(1.0, 10), (2.0, 20)],
+        ));
+        g.add(&ts(&[("__name__", "m"), ("s", "2")], &[(5.0, 10)]));
+        // Later batches: the next frame of s=1, an older sample of s=2 (a merged series), and
+        // a series that went stale.
+        g.add(&ts(&[("__name__", "m"), ("s", "1")], &[(3.0, 30)]));
+        g.add(&ts(&[("__name__", "m"), ("s", "2")], &[(9.0, 5)]));
+        g.add(&ts(
+            &[("__name__", "gone"), ("job", "x")],
+            &[(1.0, 10), (stale, 20)],
+        ));
+        assert_eq!(g.len(), 3);
+        assert_eq!(g.render(), "m{s=\"1\"} 3\nm{s=\"2\"} 5\n");
+        let series = [
+            ts(&[("__name__", "m"), ("s", "1")], &[(1.0, 10), (2.0, 20)]),
+            ts(&[("__name__", "m"), ("s", "1")], &[(3.0, 30)]),
+        ];
+        assert_eq!(
+            render(&series),
+            "m{s=\"1\"} 3\n",
+            "the same through render()"
         );
     }
 

@@ -1,14 +1,29 @@
-//! Shaping collected series for a tenant's targets, in the order Prometheus applies them to a
-//! scrape: `metricRelabelings`, then `extraLabels` (with `honorLabels`), then staleness markers
-//! for series that were written last cycle and are gone now.
+//! Shaping collected series for a tenant's targets, series by series as they are read, in the
+//! order Prometheus applies them to a scrape: `metricRelabelings`, then `extraLabels` (with
+//! `honorLabels`), then staleness markers for series that were written last cycle and are gone.
+//!
+//! Memory does not hold the window: a [`Cycle`] keeps one batch of shaped series (handed out
+//! when `batch_size` is reached) and, per series of the window, 64-bit hashes only: the shaped
+//! series written this cycle (with their newest timestamp) and, when several policy clauses are
+//! read, the raw series already seen for an earlier clause. Between cycles the [`Shaper`] keeps
+//! the previous cycle's shaped hashes; the labels a staleness marker needs are read again from
+//! the source (see `docs/collector.md`, "Staleness by hash").
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use nohash_hasher::IntMap;
+
+use super::stream::RawSeries;
+use crate::ingest::cardinality::series_hash;
 use crate::relabel::RelabelProgram;
 use crate::remote_write::{Label, Sample, TimeSeries};
 
 /// Prometheus' staleness marker: a NaN with this exact bit pattern.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// A series whose newest sample is older than this before the marker's time is not marked: the
+/// target's queries already stop showing it after Prometheus' default lookback of 5 minutes.
+pub const STALENESS_LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 pub fn stale_nan() -> f64 {
     f64::from_bits(STALE_NAN_BITS)
@@ -18,27 +33,34 @@ pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// Counts of one shaping pass.
+/// Counts of one cycle.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ShapeStats {
     pub series_in: usize,
     pub samples_in: usize,
+    /// The same series answered again for another (overlapping) policy clause: skipped.
+    pub series_duplicate: usize,
     /// Dropped by a `keep`/`drop` rule (or left without a metric name).
     pub series_dropped: usize,
-    /// Series that relabeling made identical, merged into one.
+    /// Series that relabeling made identical to another, merged into it.
     pub series_merged: usize,
+    /// Samples of a merged series that were not newer than what was already written for it in
+    /// an earlier batch (the target would refuse them as out of order).
+    pub samples_merged_away: usize,
     pub stale_markers: usize,
     pub series_out: usize,
     pub samples_out: usize,
 }
 
-/// The per-CR shaping state: the compiled rules and the series written last cycle.
+/// The per-CR shaping state: the compiled rules and the hashes of the series written last cycle.
 #[derive(Debug)]
 pub struct Shaper {
     program: RelabelProgram,
     extra_labels: Vec<(String, String)>,
     honor_labels: bool,
-    previous: BTreeSet<Vec<Label>>,
+    /// Shaped-series hash and newest sample time written, for every series of the last cycle,
+    /// and for series that vanished but whose marker could not be written yet.
+    previous: Vec<(u64, i64)>,
 }
 
 impl Shaper {
@@ -54,69 +76,78 @@ impl Shaper {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             honor_labels,
-            previous: BTreeSet::new(),
+            previous: Vec::new(),
         }
     }
 
-    /// Shape one window's series. `window_end_ms` stamps the staleness markers. The output is
-    /// sorted by label set, labels sorted by name, samples by time without duplicate timestamps.
-    pub fn shape(
-        &mut self,
-        input: Vec<TimeSeries>,
-        window_end_ms: i64,
-    ) -> (Vec<TimeSeries>, ShapeStats) {
-        let mut stats = ShapeStats {
-            series_in: input.len(),
-            ..Default::default()
-        };
-        let mut out: BTreeMap<Vec<Label>, Vec<Sample>> = BTreeMap::new();
-        for series in input {
-            stats.samples_in += series.samples.len();
-            let mut labels = series.labels;
+    /// Relabel `labels` (sorted by name here if they aren't) and add the extra labels; false
+    /// when the series is dropped.
+    pub fn shape_labels(&self, labels: &mut Vec<Label>) -> bool {
+        if !labels.is_sorted_by(|a, b| a.name <= b.name) {
             labels.sort_by(|a, b| a.name.cmp(&b.name));
-            if !self.program.apply(&mut labels) || !has_name(&labels) {
-                stats.series_dropped += 1;
-                continue;
-            }
-            self.add_extra_labels(&mut labels);
-            match out.entry(labels) {
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(series.samples);
-                }
-                std::collections::btree_map::Entry::Occupied(mut e) => {
-                    stats.series_merged += 1;
-                    e.get_mut().extend(series.samples);
-                }
-            }
         }
-        let current: BTreeSet<Vec<Label>> = out.keys().cloned().collect();
-        for gone in self.previous.difference(&current) {
-            stats.stale_markers += 1;
-            out.insert(
-                gone.clone(),
-                vec![Sample {
-                    value: stale_nan(),
-                    timestamp: window_end_ms,
-                }],
-            );
+        self.shape_sorted(labels)
+    }
+
+    /// [`Shaper::shape_labels`] of labels already sorted by name.
+    fn shape_sorted(&self, labels: &mut Vec<Label>) -> bool {
+        if !self.program.apply(labels) || !has_name(labels) {
+            return false;
         }
-        self.previous = current;
-        let series: Vec<TimeSeries> = out
-            .into_iter()
-            .filter_map(|(labels, mut samples)| {
-                samples.sort_by_key(|s| s.timestamp);
-                // The first of equal timestamps wins: a receiver would refuse the second.
-                samples.dedup_by_key(|s| s.timestamp);
-                (!samples.is_empty()).then(|| TimeSeries {
-                    labels,
-                    samples,
-                    ..Default::default()
-                })
-            })
-            .collect();
-        stats.series_out = series.len();
-        stats.samples_out = series.iter().map(|s| s.samples.len()).sum();
-        (series, stats)
+        self.add_extra_labels(labels);
+        true
+    }
+
+    /// Start shaping a window ending at `window_end_ms` (which stamps the staleness markers),
+    /// read with `queries` queries, handing out batches of `batch_size` series.
+    pub fn begin(&self, window_end_ms: i64, queries: usize, batch_size: usize) -> Cycle {
+        Cycle {
+            window_end_ms,
+            batch_size: batch_size.max(1),
+            dedup_queries: queries > 1,
+            current: IntMap::with_capacity_and_hasher(self.previous.len(), Default::default()),
+            raw_seen: IntMap::default(),
+            last_raw: None,
+            batch: Vec::new(),
+            in_batch: IntMap::default(),
+            stats: ShapeStats::default(),
+        }
+    }
+
+    /// The series written before and not in `current`, newest sample within the lookback of
+    /// the marker time: they need a staleness marker.
+    pub fn vanished(&self, current: &Written) -> Vanished {
+        let since = current.window_end_ms - STALENESS_LOOKBACK_MS;
+        Vanished {
+            window_end_ms: current.window_end_ms,
+            series: self
+                .previous
+                .iter()
+                .filter(|(hash, newest)| *newest >= since && !current.series.contains_key(hash))
+                .copied()
+                .collect(),
+            markers: Vec::new(),
+            batch_size: current.batch_size,
+            written: 0,
+        }
+    }
+
+    /// The cycle's series become the previous ones; `unmarked` (vanished series whose marker
+    /// could not be written, because reading them again failed) stay for the next cycle.
+    pub fn commit(&mut self, current: Written, unmarked: Option<Vanished>) {
+        // Free the old list first: the peak is then the cycle's map and the new list.
+        self.previous = Vec::new();
+        let mut previous: Vec<(u64, i64)> = current.series.into_iter().collect();
+        if let Some(v) = unmarked {
+            previous.extend(v.series);
+        }
+        previous.shrink_to_fit();
+        self.previous = previous;
+    }
+
+    /// Series remembered from the last cycle (and vanished ones still waiting for a marker).
+    pub fn remembered(&self) -> usize {
+        self.previous.len()
     }
 
     /// Like a scrape's target labels: with `honorLabels` a collected label wins; without, the
@@ -125,9 +156,7 @@ impl Shaper {
     fn add_extra_labels(&self, labels: &mut Vec<Label>) {
         for (name, value) in &self.extra_labels {
             match labels.binary_search_by(|l| l.name.as_str().cmp(name)) {
-                Ok(i) if self.honor_labels => {
-                    let _ = i;
-                }
+                Ok(_) if self.honor_labels => {}
                 Ok(i) => {
                     let collected = std::mem::replace(&mut labels[i].value, value.clone());
                     if !collected.is_empty() {
@@ -141,6 +170,201 @@ impl Shaper {
                 Err(_) => insert_sorted(labels, name.clone(), value.clone()),
             }
         }
+    }
+}
+
+/// One window being shaped.
+#[derive(Debug)]
+pub struct Cycle {
+    window_end_ms: i64,
+    batch_size: usize,
+    dedup_queries: bool,
+    /// Shaped-series hash → newest sample time written in an earlier batch of this cycle
+    /// (`i64::MIN` while it is only in the open batch).
+    current: IntMap<u64, i64>,
+    /// Raw-series hash → the query that returned it first (only with several queries).
+    raw_seen: IntMap<u64, u32>,
+    /// The last raw series (query, hash): the next frame of a long series continues it.
+    last_raw: Option<(usize, u64)>,
+    batch: Vec<(u64, TimeSeries)>,
+    /// Shaped-series hash → index in `batch`.
+    in_batch: IntMap<u64, usize>,
+    pub stats: ShapeStats,
+}
+
+/// What a finished cycle wrote: the input of [`Shaper::vanished`] and [`Shaper::commit`].
+#[derive(Debug)]
+pub struct Written {
+    window_end_ms: i64,
+    batch_size: usize,
+    series: IntMap<u64, i64>,
+}
+
+impl Cycle {
+    /// Shape one series; returns a batch once `batch_size` series are waiting.
+    pub fn push(&mut self, shaper: &Shaper, series: RawSeries) -> Option<Vec<TimeSeries>> {
+        let RawSeries {
+            query,
+            mut labels,
+            mut samples,
+        } = series;
+        if !labels.is_sorted_by(|a, b| a.name <= b.name) {
+            labels.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        let raw = series_hash(&labels);
+        let continues = self.last_raw == Some((query, raw));
+        self.last_raw = Some((query, raw));
+        if !continues && self.dedup_queries {
+            let query = u32::try_from(query).unwrap_or(u32::MAX);
+            match self.raw_seen.get(&raw) {
+                Some(first) if *first != query => {
+                    self.stats.series_duplicate += 1;
+                    return None;
+                }
+                Some(_) => {}
+                None => {
+                    self.raw_seen.insert(raw, query);
+                }
+            }
+        }
+        if !continues {
+            self.stats.series_in += 1;
+        }
+        self.stats.samples_in += samples.len();
+        if samples.is_empty() {
+            return None;
+        }
+        if !shaper.shape_sorted(&mut labels) {
+            if !continues {
+                self.stats.series_dropped += 1;
+            }
+            return None;
+        }
+        let hash = series_hash(&labels);
+        if let Some(&at) = self.in_batch.get(&hash) {
+            if !continues {
+                self.stats.series_merged += 1;
+            }
+            self.batch[at].1.samples.append(&mut samples);
+            return None;
+        }
+        match self.current.get(&hash) {
+            Some(&newest) => {
+                // Written in an earlier batch: only what is newer can follow it.
+                if !continues {
+                    self.stats.series_merged += 1;
+                }
+                let before = samples.len();
+                samples.retain(|s| s.timestamp > newest);
+                self.stats.samples_merged_away += before - samples.len();
+                if samples.is_empty() {
+                    return None;
+                }
+            }
+            None => {
+                self.current.insert(hash, i64::MIN);
+            }
+        }
+        self.in_batch.insert(hash, self.batch.len());
+        self.batch.push((
+            hash,
+            TimeSeries {
+                labels,
+                samples,
+                ..Default::default()
+            },
+        ));
+        (self.batch.len() >= self.batch_size).then(|| self.take_batch())
+    }
+
+    /// The series waiting in the open batch: samples sorted by time, the first of equal
+    /// timestamps kept (a receiver would refuse the second).
+    pub fn take_batch(&mut self) -> Vec<TimeSeries> {
+        self.in_batch.clear();
+        let mut out = Vec::with_capacity(self.batch.len());
+        for (hash, mut series) in self.batch.drain(..) {
+            if !series.samples.is_sorted_by_key(|s| s.timestamp) {
+                series.samples.sort_by_key(|s| s.timestamp);
+            }
+            series.samples.dedup_by_key(|s| s.timestamp);
+            if let Some(last) = series.samples.last()
+                && let Some(newest) = self.current.get_mut(&hash)
+            {
+                *newest = (*newest).max(last.timestamp);
+            }
+            self.stats.samples_out += series.samples.len();
+            out.push(series);
+        }
+        out
+    }
+
+    /// End of the window: the last batch, and what the cycle wrote.
+    pub fn finish(mut self) -> (Vec<TimeSeries>, Written, ShapeStats) {
+        let last = self.take_batch();
+        self.stats.series_out = self.current.len();
+        let written = Written {
+            window_end_ms: self.window_end_ms,
+            batch_size: self.batch_size,
+            series: self.current,
+        };
+        (last, written, self.stats)
+    }
+}
+
+/// Series that vanished since the last cycle: their markers are written as the source's
+/// series are read again and shaped to the same hash.
+#[derive(Debug)]
+pub struct Vanished {
+    window_end_ms: i64,
+    /// Shaped-series hash and its newest sample time.
+    series: IntMap<u64, i64>,
+    markers: Vec<TimeSeries>,
+    batch_size: usize,
+    written: usize,
+}
+
+impl Vanished {
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// The oldest newest-sample among them: reading from there finds every one.
+    pub fn oldest_ms(&self) -> Option<i64> {
+        self.series.values().min().copied()
+    }
+
+    /// A series read again: if it shapes to a vanished hash, its marker (once); returns a
+    /// batch of markers when `batch_size` are waiting.
+    pub fn push(&mut self, shaper: &Shaper, series: RawSeries) -> Option<Vec<TimeSeries>> {
+        let mut labels = series.labels;
+        if !shaper.shape_labels(&mut labels) {
+            return None;
+        }
+        self.series.remove(&series_hash(&labels))?;
+        self.written += 1;
+        self.markers.push(TimeSeries {
+            labels,
+            samples: vec![Sample {
+                value: stale_nan(),
+                timestamp: self.window_end_ms,
+            }],
+            ..Default::default()
+        });
+        (self.markers.len() >= self.batch_size).then(|| std::mem::take(&mut self.markers))
+    }
+
+    /// The markers still waiting.
+    pub fn take_markers(&mut self) -> Vec<TimeSeries> {
+        std::mem::take(&mut self.markers)
+    }
+
+    /// Markers produced so far.
+    pub fn written(&self) -> usize {
+        self.written
     }
 }
 

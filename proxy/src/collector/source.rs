@@ -1,8 +1,12 @@
 //! Where the collector reads: every raw sample of a time window, with its own timestamp, from
 //! one infrastructure Prometheus (failing over to the next member of the HA group), by remote
-//! read (`/api/v1/read`, one query per policy clause), or by range-selector queries
-//! (`{clause}[<window>]` evaluated at the window's end) where remote read is not offered, as
-//! behind prom-label-proxy.
+//! read (`/api/v1/read`, one query per policy clause, streamed XOR chunks when the server offers
+//! them, see [`super::stream`]), or by range-selector queries (`{clause}[<window>]` evaluated at
+//! the window's end) where remote read is not offered, as behind prom-label-proxy.
+//!
+//! [`open`] picks the member and returns a [`SeriesReader`]: a streamed answer is read frame by
+//! frame as the collector consumes it; a sampled answer (servers without streaming) and
+//! query-mode answers are decoded whole first, so only the streamed path is bounded in memory.
 //!
 //! Not instant queries (they stamp the evaluation time on the latest sample and invent
 //! samples) and not `/federate` (latest sample only): both lose or invent data whenever the
@@ -12,6 +16,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod query;
+
+use query::query_range_selectors;
+
+use super::stream::{RawSeries, ReadStats, ResponseType, SeriesReader};
 use crate::backend::BackendPool;
 use crate::backend::health::describe;
 use crate::remote_write::proto::{label_matcher, read_request};
@@ -60,7 +69,7 @@ pub enum Upstream {
     },
 }
 
-/// What one read returned.
+/// What one read returned, whole (tests and tools; the collector reads with [`open`]).
 #[derive(Debug, Default)]
 pub struct ReadOutcome {
     /// Series with their samples, de-duplicated across clauses, labels sorted.
@@ -69,10 +78,22 @@ pub struct ReadOutcome {
     pub member: String,
     /// Members that failed before it, with the reason.
     pub failed: Vec<(String, String)>,
+    /// How it answered.
+    pub stats: ReadStats,
+}
+
+/// An answer being read: the member that answers it and the ones that failed before.
+#[derive(Debug)]
+pub struct Opened {
+    pub reader: SeriesReader,
+    pub member: String,
+    pub failed: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    #[error("reading the answer of {member} failed: {error}")]
+    Stream { member: String, error: String },
     #[error("no healthy infrastructure Prometheus to read from")]
     NoBackend,
     #[error("every infrastructure Prometheus failed: {}", describe_failures(.0))]
@@ -89,7 +110,8 @@ fn describe_failures(failures: &[(String, String)]) -> String {
         .join("; ")
 }
 
-/// The remote-read request for `policy` over `window`: one query per clause.
+/// The remote-read request for `policy` over `window`: one query per clause, streamed XOR chunks
+/// preferred (Prometheus ≥ 2.13 answers with the first type it supports), whole samples else.
 pub fn read_request(policy: &Policy, window: Window) -> ReadRequest {
     ReadRequest {
         queries: policy
@@ -97,7 +119,10 @@ pub fn read_request(policy: &Policy, window: Window) -> ReadRequest {
             .iter()
             .map(|clause| query(clause, window))
             .collect(),
-        accepted_response_types: vec![read_request::ResponseType::Samples as i32],
+        accepted_response_types: vec![
+            read_request::ResponseType::StreamedXorChunks as i32,
+            read_request::ResponseType::Samples as i32,
+        ],
     }
 }
 
@@ -123,10 +148,7 @@ fn query(clause: &Clause, window: Window) -> remote_write::proto::Query {
     }
 }
 
-/// Read `window` for `policy` (the CR's compiled policy: never wider than the read path's).
-/// `tenant` is sent to a label proxy only. `prefer`: the member that answered last, tried first
-/// while it is healthy, so consecutive windows come from the same scraper (HA members stamp
-/// their samples differently).
+/// Read `window` for `policy` whole (see [`open`] for the arguments).
 pub async fn read(
     upstream: &Upstream,
     tenant: &str,
@@ -136,15 +158,60 @@ pub async fn read(
     prefer: Option<&str>,
     method: Method,
 ) -> Result<ReadOutcome, ReadError> {
+    let Opened {
+        mut reader,
+        member,
+        failed,
+    } = open(
+        upstream, tenant, policy, window, timeout, prefer, None, method,
+    )
+    .await?;
+    let mut all = Vec::new();
+    loop {
+        match reader.next().await {
+            Ok(Some(series)) => all.push(series),
+            Ok(None) => break,
+            Err(error) => return Err(ReadError::Stream { member, error }),
+        }
+    }
+    Ok(ReadOutcome {
+        series: merge_results(all),
+        member,
+        failed,
+        stats: reader.stats,
+    })
+}
+
+/// Start reading `window` for `policy` (the CR's compiled policy: never wider than the read
+/// path's). `tenant` is sent to a label proxy only. `prefer`: the member that answered last,
+/// tried first while it is healthy, so consecutive windows come from the same scraper (HA
+/// members stamp their samples differently); `avoid`: a member whose answer broke off last
+/// time, tried last. A member that can't be reached or answers an error is failed over; once
+/// an answer is streaming, an error in it fails the read (see [`SeriesReader::next`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn open(
+    upstream: &Upstream,
+    tenant: &str,
+    policy: &Policy,
+    window: Window,
+    timeout: Duration,
+    prefer: Option<&str>,
+    avoid: Option<&str>,
+    method: Method,
+) -> Result<Opened, ReadError> {
     if policy.clauses.is_empty() {
-        return Ok(ReadOutcome::default());
+        return Ok(Opened {
+            reader: SeriesReader::decoded(Vec::new(), window, ResponseType::Samples),
+            member: String::new(),
+            failed: Vec::new(),
+        });
     }
     // A label proxy offers no remote read.
     let method = match upstream {
         Upstream::LabelProxy { .. } => Method::Query,
         Upstream::Backends(_) => method,
     };
-    let body = remote_write::encode_snappy(&read_request(policy, window));
+    let body = bytes::Bytes::from(remote_write::encode_snappy(&read_request(policy, window)));
     let (client, members, header) = match upstream {
         Upstream::Backends(pool) => {
             let members: Vec<String> = pool
@@ -168,6 +235,9 @@ pub async fn read(
         return Err(ReadError::NoBackend);
     }
     let mut members = members;
+    if let Some(at) = avoid.and_then(|a| members.iter().position(|m| m == a)) {
+        members[at..].rotate_left(1);
+    }
     if let Some(at) = prefer.and_then(|p| members.iter().position(|m| m == p)) {
         members[..=at].rotate_right(1);
     }
@@ -181,22 +251,22 @@ pub async fn read(
                     .header(CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY)
                     .header(CONTENT_TYPE, CONTENT_TYPE_PROTOBUF)
                     .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-                    .timeout(timeout)
                     .body(body.clone());
                 if let Some((name, value)) = tenant_header {
                     request = request.header(name, value);
                 }
-                fetch(request).await.map(merge_results)
+                remote_read(request, window, policy.clauses.len(), timeout).await
             }
             Method::Query => {
                 query_range_selectors(&client, &member, tenant_header, policy, window, timeout)
                     .await
+                    .map(|series| SeriesReader::decoded(series, window, ResponseType::Query))
             }
         };
         match result {
-            Ok(series) => {
-                return Ok(ReadOutcome {
-                    series,
+            Ok(reader) => {
+                return Ok(Opened {
+                    reader,
                     member,
                     failed,
                 });
@@ -210,139 +280,111 @@ pub async fn read(
     Err(ReadError::AllFailed(failed))
 }
 
-/// Send and read a successful answer's body; anything else is an error naming the status and
-/// the start of the answer.
-async fn body_of(request: reqwest::RequestBuilder) -> Result<bytes::Bytes, String> {
-    let response = request.send().await.map_err(|e| describe(&e))?;
+/// Send a remote read; a streamed answer is returned unread, a sampled one decoded whole.
+/// `timeout` bounds the wait for the answer's head, then each wait for more of its body (not
+/// the whole body: a large window streams for longer, and the collector pauses reading while
+/// a target's queue has no room).
+async fn remote_read(
+    request: reqwest::RequestBuilder,
+    window: Window,
+    queries: usize,
+    timeout: Duration,
+) -> Result<SeriesReader, String> {
+    let response = tokio::time::timeout(timeout, request.send())
+        .await
+        .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+        .map_err(|e| describe(&e))?;
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| describe(&e))?;
     if !status.is_success() {
+        let bytes = tokio::time::timeout(timeout, response.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
         return Err(format!("HTTP {}: {}", status.as_u16(), text.trim()));
     }
-    Ok(bytes)
-}
-
-async fn fetch(request: reqwest::RequestBuilder) -> Result<ReadResponse, String> {
-    let bytes = body_of(request).await?;
-    remote_write::decode_snappy::<ReadResponse>(&bytes, MAX_READ_BYTES)
-        .map_err(|e| format!("unreadable remote-read answer: {e}"))
-}
-
-/// Query mode: one `{clause}[<range>ms]` instant query per clause at the window's end. The
-/// range reaches 1 ms before the window and samples before it are dropped here, so the result is
-/// exactly `[start, end]` whether range selectors include their left end (Prometheus 2) or not
-/// (Prometheus 3).
-async fn query_range_selectors(
-    client: &reqwest::Client,
-    member: &str,
-    tenant_header: Option<(&str, &str)>,
-    policy: &Policy,
-    window: Window,
-    timeout: Duration,
-) -> Result<Vec<TimeSeries>, String> {
-    let range_ms = window.end_ms - window.start_ms + 1;
-    let time = format!(
-        "{}.{:03}",
-        window.end_ms.div_euclid(1000),
-        window.end_ms.rem_euclid(1000)
-    );
-    let mut results = Vec::new();
-    for clause in &policy.clauses {
-        let selector = clause
-            .to_selector()
-            .map_err(|e| format!("invalid clause: {e}"))?;
-        let form = form_urlencoded::Serializer::new(String::new())
-            .append_pair("query", &format!("{selector}[{range_ms}ms]"))
-            .append_pair("time", &time)
-            .finish();
-        let mut request = client
-            .post(format!("{member}/api/v1/query"))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form)
-            .timeout(timeout);
-        if let Some((name, value)) = tenant_header {
-            request = request.header(name, value);
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/x-streamed-protobuf") {
+        if !content_type.contains("proto=prometheus.chunkedreadresponse") {
+            return Err(format!(
+                "a streamed answer of an unknown kind ({content_type}); expected {}",
+                super::stream::CONTENT_TYPE_STREAMED
+            ));
         }
-        let bytes = body_of(request).await?;
-        results.push(remote_write::proto::QueryResult {
-            timeseries: parse_matrix(&bytes, window.start_ms)?,
-        });
+        return Ok(SeriesReader::streamed(response, window, queries, timeout));
     }
-    Ok(merge_results(ReadResponse { results }))
-}
-
-#[derive(serde::Deserialize)]
-struct QueryAnswer {
-    data: QueryData,
-}
-
-#[derive(serde::Deserialize)]
-struct QueryData {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: Vec<MatrixSeries>,
-}
-
-#[derive(serde::Deserialize)]
-struct MatrixSeries {
-    metric: BTreeMap<String, String>,
-    #[serde(default)]
-    values: Vec<(f64, String)>,
-}
-
-/// A `matrix` answer as series, samples before `start_ms` dropped.
-fn parse_matrix(body: &[u8], start_ms: i64) -> Result<Vec<TimeSeries>, String> {
-    let answer: QueryAnswer =
-        serde_json::from_slice(body).map_err(|e| format!("unreadable query answer: {e}"))?;
-    if answer.data.result_type != "matrix" {
+    if !(content_type.is_empty() || content_type.starts_with(CONTENT_TYPE_PROTOBUF)) {
         return Err(format!(
-            "expected a matrix answer, got {}",
-            answer.data.result_type
+            "unexpected content type {content_type:?} (expected a streamed or protobuf remote-read answer)"
         ));
     }
+    // A server without streaming: the whole answer at once (not bounded by frames).
+    let bytes = tokio::time::timeout(timeout, response.bytes())
+        .await
+        .map_err(|_| format!("the answer took longer than {} s", timeout.as_secs()))?
+        .map_err(|e| describe(&e))?;
+    let received = bytes.len() as u64;
+    let answer = remote_write::decode_snappy::<ReadResponse>(&bytes, MAX_READ_BYTES)
+        .map_err(|e| format!("unreadable remote-read answer: {e}"))?;
+    let mut reader = SeriesReader::decoded(sampled(answer, window), window, ResponseType::Samples);
+    reader.stats.bytes = received;
+    Ok(reader)
+}
+
+/// A sampled answer's series, query by query, samples outside the window dropped (as the
+/// streamed path does; Prometheus already trims them, other servers may not).
+fn sampled(answer: ReadResponse, window: Window) -> Vec<RawSeries> {
     let mut out = Vec::new();
-    for s in answer.data.result {
-        let mut samples = Vec::with_capacity(s.values.len());
-        for (t, v) in s.values {
-            let timestamp = (t * 1000.0).round() as i64;
-            if timestamp < start_ms {
+    for (query, result) in answer.results.into_iter().enumerate() {
+        for series in result.timeseries {
+            let mut samples = series.samples;
+            samples.retain(|s| s.timestamp >= window.start_ms && s.timestamp <= window.end_ms);
+            if samples.is_empty() {
                 continue;
             }
-            let value = match v.as_str() {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                "NaN" => f64::NAN,
-                other => other
-                    .parse()
-                    .map_err(|_| format!("unreadable sample value {other:?}"))?,
-            };
-            samples.push(remote_write::Sample { value, timestamp });
+            out.push(RawSeries {
+                query,
+                labels: series.labels,
+                samples,
+            });
         }
-        out.push(TimeSeries {
-            labels: s
-                .metric
-                .into_iter()
-                .map(|(name, value)| Label { name, value })
-                .collect(),
-            samples,
-            ..Default::default()
-        });
     }
-    Ok(out)
+    out
 }
 
 /// One series per label set: clauses may overlap, and then both results hold the series with
-/// the same samples.
-fn merge_results(response: ReadResponse) -> Vec<TimeSeries> {
-    let mut by_labels: BTreeMap<Vec<Label>, TimeSeries> = BTreeMap::new();
-    for result in response.results {
-        for mut series in result.timeseries {
-            series.labels.sort_by(|a, b| a.name.cmp(&b.name));
-            by_labels.entry(series.labels.clone()).or_insert(series);
+/// the same samples (the later query's copy is ignored); a series streamed over several frames
+/// of one query is put back together.
+fn merge_results(all: Vec<RawSeries>) -> Vec<TimeSeries> {
+    let mut by_labels: BTreeMap<Vec<Label>, (usize, TimeSeries)> = BTreeMap::new();
+    for mut series in all {
+        series.labels.sort_by(|a, b| a.name.cmp(&b.name));
+        match by_labels.entry(series.labels.clone()) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert((
+                    series.query,
+                    TimeSeries {
+                        labels: series.labels,
+                        samples: series.samples,
+                        ..Default::default()
+                    },
+                ));
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let (query, kept) = e.get_mut();
+                if *query == series.query {
+                    kept.samples.extend(series.samples);
+                }
+            }
         }
     }
-    by_labels.into_values().collect()
+    by_labels.into_values().map(|(_, t)| t).collect()
 }
 
 #[cfg(test)]
@@ -369,6 +411,14 @@ mod tests {
             },
         );
         assert_eq!(req.queries.len(), 2);
+        assert_eq!(
+            req.accepted_response_types,
+            [
+                read_request::ResponseType::StreamedXorChunks as i32,
+                read_request::ResponseType::Samples as i32
+            ],
+            "streamed chunks first"
+        );
         assert!(
             req.queries
                 .iter()
@@ -386,23 +436,6 @@ mod tests {
     }
 
     #[test]
-    fn matrix_answers_keep_raw_samples_inside_the_window() {
-        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
-            {"metric":{"__name__":"a","z":"1"},"values":[[99.999,"1"],[100,"2"],[101.5,"+Inf"],[102,"NaN"]]}]}}"#;
-        let series = parse_matrix(body, 100_000).unwrap();
-        assert_eq!(series.len(), 1);
-        let times: Vec<i64> = series[0].samples.iter().map(|s| s.timestamp).collect();
-        assert_eq!(
-            times,
-            [100_000, 101_500, 102_000],
-            "the sample before the window is dropped"
-        );
-        assert_eq!(series[0].samples[1].value, f64::INFINITY);
-        assert!(series[0].samples[2].value.is_nan());
-        assert!(parse_matrix(br#"{"data":{"resultType":"vector","result":[]}}"#, 0).is_err());
-    }
-
-    #[test]
     fn overlapping_clause_results_are_merged() {
         let series = |name: &str| TimeSeries {
             labels: vec![
@@ -417,18 +450,26 @@ mod tests {
             ],
             ..Default::default()
         };
-        let response = ReadResponse {
-            results: vec![
-                remote_write::proto::QueryResult {
-                    timeseries: vec![series("a"), series("b")],
-                },
-                remote_write::proto::QueryResult {
-                    timeseries: vec![series("b")],
-                },
-            ],
+        let raw = |query: usize, name: &str, t: i64| RawSeries {
+            query,
+            labels: series(name).labels,
+            samples: vec![remote_write::Sample {
+                value: 1.0,
+                timestamp: t,
+            }],
         };
-        let merged = merge_results(response);
+        let merged = merge_results(vec![
+            raw(0, "a", 1),
+            raw(0, "b", 1),
+            // The next frame of "b" in the same query: put back together.
+            raw(0, "b", 2),
+            // "b" again for the second clause: the same samples, ignored.
+            raw(1, "b", 1),
+            raw(1, "b", 2),
+        ]);
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0].labels[0].name, "__name__", "labels sorted");
+        let times: Vec<i64> = merged[1].samples.iter().map(|s| s.timestamp).collect();
+        assert_eq!(times, [1, 2]);
     }
 }

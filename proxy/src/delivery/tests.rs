@@ -6,6 +6,8 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::post;
+use bytes::Bytes;
+use http::HeaderValue;
 
 use super::*;
 use crate::telemetry::Metrics;
@@ -176,6 +178,57 @@ async fn a_full_queue_drops_the_oldest_and_counts_it() {
     assert_eq!(left, [b"2".as_ref(), b"3".as_ref()]);
     drop(q);
     assert!(metrics.encode().contains(r#"outcome="queue_full"} 1"#));
+}
+
+#[tokio::test]
+async fn a_healthy_endpoint_is_waited_for_instead_of_dropping() {
+    let script = Arc::new(Script::default());
+    let url = endpoint(script.clone()).await;
+    let (d, _) = delivery(url, settings(1));
+    // Queue one before the worker runs: the queue is full when the next ones come.
+    d.enqueue(vec![payload("1")]);
+    let (_stop_tx, stop) = watch::channel(false);
+    tokio::spawn(d.clone().run(stop));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for tag in ["2", "3", "4"] {
+        d.enqueue_waiting(payload(tag), deadline).await;
+    }
+    wait_for(|| script.bodies.lock().unwrap().len() == 4).await;
+    assert_eq!(d.stats().dropped_queue_full, 0);
+    let order: Vec<Vec<u8>> = script
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.0.clone())
+        .collect();
+    assert_eq!(
+        order,
+        [b"1".to_vec(), b"2".to_vec(), b"3".to_vec(), b"4".to_vec()]
+    );
+}
+
+#[tokio::test]
+async fn waiting_for_room_ends_at_the_deadline_or_when_the_endpoint_fails() {
+    // No worker: nothing ever makes room; a deadline already passed drops the oldest.
+    let (d, _) = delivery("http://127.0.0.1:9/api/v1/write".into(), settings(1));
+    d.enqueue(vec![payload("1")]);
+    d.enqueue_waiting(payload("2"), tokio::time::Instant::now())
+        .await;
+    assert_eq!(d.stats().dropped_queue_full, 1);
+    // A worker whose writes fail (nothing listens): the waiter is released by the failure,
+    // not by the (far) deadline.
+    let (_stop_tx, stop) = watch::channel(false);
+    tokio::spawn(d.clone().run(stop));
+    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        d.enqueue_waiting(payload("3"), far),
+    )
+    .await
+    .expect("released when the endpoint failed");
+    assert_eq!(d.stats().dropped_queue_full, 2);
+    assert!(d.stats().requests_retried >= 1);
 }
 
 #[tokio::test]

@@ -215,8 +215,9 @@ pub struct Chunk {
     pub max_time_ms: i64,
     #[prost(enumeration = "chunk::Encoding", tag = "3")]
     pub r#type: i32,
-    #[prost(bytes = "vec", tag = "4")]
-    pub data: Vec<u8>,
+    /// Borrowed from the frame when decoded from `Bytes` (no copy per chunk).
+    #[prost(bytes = "bytes", tag = "4")]
+    pub data: bytes::Bytes,
 }
 
 /// Nested types of [`Chunk`].

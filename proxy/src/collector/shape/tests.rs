@@ -1,6 +1,57 @@
 use super::*;
 use crate::tenant::crd::RelabelConfig;
 
+/// One whole cycle over `input` (one query), markers from `again` (the previous window read
+/// again) when series vanished.
+fn cycle_with(
+    s: &mut Shaper,
+    input: Vec<TimeSeries>,
+    again: Vec<TimeSeries>,
+    end: i64,
+    batch_size: usize,
+) -> (Vec<Vec<TimeSeries>>, ShapeStats) {
+    let mut batches = Vec::new();
+    let mut cycle = s.begin(end, 1, batch_size);
+    for t in input {
+        if let Some(b) = cycle.push(s, raw(0, t)) {
+            batches.push(b);
+        }
+    }
+    let (last, written, mut stats) = cycle.finish();
+    if !last.is_empty() {
+        batches.push(last);
+    }
+    let mut vanished = s.vanished(&written);
+    for t in again {
+        if let Some(b) = vanished.push(s, raw(0, t)) {
+            batches.push(b);
+        }
+    }
+    let markers = vanished.take_markers();
+    if !markers.is_empty() {
+        batches.push(markers);
+    }
+    stats.stale_markers = vanished.written();
+    s.commit(written, None);
+    (batches, stats)
+}
+
+fn raw(query: usize, t: TimeSeries) -> RawSeries {
+    RawSeries {
+        query,
+        labels: t.labels,
+        samples: t.samples,
+    }
+}
+
+/// The whole cycle's output as one list, sorted by labels.
+fn shape(s: &mut Shaper, input: Vec<TimeSeries>, end: i64) -> (Vec<TimeSeries>, ShapeStats) {
+    let (batches, stats) = cycle_with(s, input, Vec::new(), end, 1000);
+    let mut all: Vec<TimeSeries> = batches.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.labels.cmp(&b.labels));
+    (all, stats)
+}
+
 fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
     TimeSeries {
         labels: labels
@@ -39,7 +90,8 @@ fn extra_labels_without_honor_move_the_collected_one_to_exported() {
         &extra(&[("job", "copied"), ("tenant", "t")]),
         false,
     );
-    let (out, _) = s.shape(
+    let (out, _) = shape(
+        &mut s,
         vec![ts(&[("job", "orig"), ("__name__", "up")], &[(1, 1.0)])],
         10,
     );
@@ -56,7 +108,8 @@ fn extra_labels_with_honor_keep_the_collected_one() {
         &extra(&[("job", "copied"), ("tenant", "t")]),
         true,
     );
-    let (out, _) = s.shape(
+    let (out, _) = shape(
+        &mut s,
         vec![ts(&[("__name__", "up"), ("job", "orig")], &[(1, 1.0)])],
         10,
     );
@@ -66,7 +119,8 @@ fn extra_labels_with_honor_keep_the_collected_one() {
 #[test]
 fn exported_prefix_repeats_when_taken() {
     let mut s = Shaper::new(RelabelProgram::default(), &extra(&[("job", "new")]), false);
-    let (out, _) = s.shape(
+    let (out, _) = shape(
+        &mut s,
         vec![ts(
             &[
                 ("__name__", "up"),
@@ -105,7 +159,8 @@ fn relabel_drop_and_collapse_are_counted_and_samples_merged_in_order() {
     ];
     let program = RelabelProgram::compile(&rules).unwrap();
     let mut s = Shaper::new(program, &BTreeMap::new(), false);
-    let (out, stats) = s.shape(
+    let (out, stats) = shape(
+        &mut s,
         vec![
             ts(&[("__name__", "a"), ("pod", "p1")], &[(2, 2.0), (4, 4.0)]),
             ts(&[("__name__", "a"), ("pod", "p2")], &[(1, 1.0), (4, 40.0)]),
@@ -126,14 +181,17 @@ fn relabel_drop_and_collapse_are_counted_and_samples_merged_in_order() {
 #[test]
 fn a_series_that_vanishes_gets_one_staleness_marker() {
     let mut s = Shaper::new(RelabelProgram::default(), &extra(&[("t", "x")]), false);
-    let a = || ts(&[("__name__", "a")], &[(1, 1.0)]);
-    let b = || ts(&[("__name__", "b")], &[(1, 1.0)]);
-    let (first, _) = s.shape(vec![a(), b()], 100);
+    let a = || ts(&[("__name__", "a")], &[(100_000, 1.0)]);
+    let b = || ts(&[("__name__", "b")], &[(100_000, 1.0)]);
+    let (first, _) = shape(&mut s, vec![a(), b()], 100_000);
     assert_eq!(first.len(), 2);
-    let (second, stats) = s.shape(vec![a()], 200);
+    assert_eq!(s.remembered(), 2, "two hashes, no labels");
+    // "b" is gone; the previous window, read again, holds both.
+    let (second, stats) = cycle_with(&mut s, vec![a()], vec![a(), b()], 200_000, 1000);
     assert_eq!(stats.stale_markers, 1);
-    let stale: Vec<_> = second
+    let stale: Vec<&TimeSeries> = second
         .iter()
+        .flatten()
         .filter(|s| s.samples.iter().any(|x| is_stale(x.value)))
         .collect();
     assert_eq!(stale.len(), 1);
@@ -142,18 +200,193 @@ fn a_series_that_vanishes_gets_one_staleness_marker() {
         ["__name__=b", "t=x"],
         "marked with the shaped labels"
     );
-    assert_eq!(stale[0].samples[0].timestamp, 200);
+    assert_eq!(stale[0].samples[0].timestamp, 200_000);
     assert_eq!(stale[0].samples[0].value.to_bits(), STALE_NAN_BITS);
-    // Marked once: the next cycle does not repeat it.
-    let (third, stats) = s.shape(vec![a()], 300);
+    // Marked once: the next cycle does not repeat it, even if it reads "b" again.
+    let (third, stats) = cycle_with(&mut s, vec![a()], vec![a(), b()], 300_000, 1000);
     assert_eq!(stats.stale_markers, 0);
-    assert_eq!(third.len(), 1);
+    assert_eq!(third.iter().flatten().count(), 1);
+}
+
+#[test]
+fn staleness_is_found_by_the_shaped_hash_after_relabeling() {
+    // Two raw series collapse into one shaped series; when both vanish, one marker.
+    let rules = [RelabelConfig {
+        regex: Some("pod".into()),
+        action: Some("labeldrop".into()),
+        ..Default::default()
+    }];
+    let mut s = Shaper::new(
+        RelabelProgram::compile(&rules).unwrap(),
+        &BTreeMap::new(),
+        false,
+    );
+    let p = |pod: &str, t: i64| ts(&[("__name__", "m"), ("pod", pod)], &[(t, 1.0)]);
+    let other = |t: i64| ts(&[("__name__", "other")], &[(t, 1.0)]);
+    cycle_with(
+        &mut s,
+        vec![p("1", 10_000), p("2", 20_000), other(20_000)],
+        vec![],
+        30_000,
+        1000,
+    );
+    let (out, stats) = cycle_with(
+        &mut s,
+        vec![other(40_000)],
+        vec![p("1", 10_000), p("2", 20_000), other(20_000)],
+        60_000,
+        1000,
+    );
+    assert_eq!(stats.stale_markers, 1);
+    let marked: Vec<Vec<String>> = out
+        .iter()
+        .flatten()
+        .filter(|t| is_stale(t.samples[0].value))
+        .map(names)
+        .collect();
+    assert_eq!(marked, [vec!["__name__=m".to_string()]]);
+}
+
+#[test]
+fn a_series_back_before_its_marker_is_not_marked_and_old_ones_are_forgotten() {
+    let mut s = Shaper::new(RelabelProgram::default(), &BTreeMap::new(), false);
+    let a = |t: i64| ts(&[("__name__", "a")], &[(t, 1.0)]);
+    let b = |t: i64| ts(&[("__name__", "b")], &[(t, 1.0)]);
+    cycle_with(&mut s, vec![a(1_000), b(1_000)], vec![], 2_000, 1000);
+    // Nothing vanished: no marker even though the re-read would offer labels.
+    let (_, stats) = cycle_with(
+        &mut s,
+        vec![a(3_000), b(3_000)],
+        vec![a(1_000)],
+        4_000,
+        1000,
+    );
+    assert_eq!(stats.stale_markers, 0);
+    // "b" vanishes, but its last sample is older than the 5 minute lookback at the marker
+    // time: the target already stopped showing it, nothing to mark, nothing kept.
+    let end = 3_000 + STALENESS_LOOKBACK_MS + 1;
+    let mut cycle = s.begin(end, 1, 1000);
+    assert!(cycle.push(&s, raw(0, a(end))).is_none());
+    let (_, written, _) = cycle.finish();
+    assert!(s.vanished(&written).is_empty());
+}
+
+#[test]
+fn unmarked_series_wait_for_the_next_cycle() {
+    let mut s = Shaper::new(RelabelProgram::default(), &BTreeMap::new(), false);
+    let a = |t: i64| ts(&[("__name__", "a")], &[(t, 1.0)]);
+    let b = |t: i64| ts(&[("__name__", "b")], &[(t, 1.0)]);
+    cycle_with(&mut s, vec![a(1_000), b(1_000)], vec![], 2_000, 1000);
+    // "b" vanished but reading it again failed: kept for the next cycle.
+    let mut cycle = s.begin(4_000, 1, 1000);
+    assert!(cycle.push(&s, raw(0, a(3_000))).is_none());
+    let (_, written, _) = cycle.finish();
+    let vanished = s.vanished(&written);
+    assert_eq!(vanished.len(), 1);
+    assert_eq!(vanished.oldest_ms(), Some(1_000));
+    s.commit(written, Some(vanished));
+    assert_eq!(s.remembered(), 2);
+    let (out, stats) = cycle_with(&mut s, vec![a(5_000)], vec![b(1_000)], 6_000, 1000);
+    assert_eq!(stats.stale_markers, 1);
+    assert!(
+        out.iter()
+            .flatten()
+            .any(|t| names(t) == ["__name__=b"] && is_stale(t.samples[0].value))
+    );
+}
+
+#[test]
+fn overlapping_clauses_return_a_series_once_and_long_series_continue_across_frames() {
+    let s = Shaper::new(RelabelProgram::default(), &BTreeMap::new(), false);
+    let a = |t: i64| ts(&[("__name__", "a")], &[(t, 1.0)]);
+    let b = |t: i64| ts(&[("__name__", "b")], &[(t, 1.0)]);
+    let mut cycle = s.begin(100, 2, 1);
+    let mut out = Vec::new();
+    // Query 0: "a" in two frames (a long series), then "b".
+    for series in [raw(0, a(1)), raw(0, a(2)), raw(0, b(1))] {
+        out.extend(cycle.push(&s, series).into_iter().flatten());
+    }
+    // Query 1 (an overlapping clause) returns both again: skipped.
+    for series in [raw(1, a(1)), raw(1, a(2)), raw(1, b(1))] {
+        out.extend(cycle.push(&s, series).into_iter().flatten());
+    }
+    let (last, _, stats) = cycle.finish();
+    out.extend(last);
+    assert_eq!(stats.series_in, 2);
+    assert_eq!(stats.series_duplicate, 2);
+    assert_eq!(stats.series_merged, 0, "a continuation is not a merge");
+    assert_eq!(stats.series_out, 2);
+    let samples: Vec<(String, i64)> = out
+        .iter()
+        .flat_map(|t| {
+            t.samples
+                .iter()
+                .map(|x| (t.labels[0].value.clone(), x.timestamp))
+        })
+        .collect();
+    assert_eq!(
+        samples,
+        [("a".into(), 1), ("a".into(), 2), ("b".into(), 1)],
+        "every sample once, in order"
+    );
+}
+
+#[test]
+fn a_merge_across_batches_keeps_only_newer_samples() {
+    let rules = [RelabelConfig {
+        regex: Some("pod".into()),
+        action: Some("labeldrop".into()),
+        ..Default::default()
+    }];
+    let mut s = Shaper::new(
+        RelabelProgram::compile(&rules).unwrap(),
+        &BTreeMap::new(),
+        false,
+    );
+    let p = |pod: &str, samples: &[(i64, f64)]| ts(&[("__name__", "m"), ("pod", pod)], samples);
+    // Batches of one series: "p2" is merged into "m" after "p1"'s batch was handed out.
+    let (batches, stats) = cycle_with(
+        &mut s,
+        vec![
+            p("1", &[(2, 2.0), (4, 4.0)]),
+            p("2", &[(1, 1.0), (4, 40.0), (5, 5.0)]),
+        ],
+        vec![],
+        10,
+        1,
+    );
+    let times: Vec<Vec<i64>> = batches
+        .iter()
+        .map(|b| b[0].samples.iter().map(|x| x.timestamp).collect())
+        .collect();
+    assert_eq!(
+        times,
+        [vec![2, 4], vec![5]],
+        "what the target already has can't come again"
+    );
+    assert_eq!(stats.series_merged, 1);
+    assert_eq!(stats.samples_merged_away, 2);
+    assert_eq!(stats.series_out, 1);
+}
+
+#[test]
+fn hashes_not_copies_are_remembered() {
+    let mut s = Shaper::new(RelabelProgram::default(), &BTreeMap::new(), false);
+    let many: Vec<TimeSeries> = (0..5000)
+        .map(|i| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(1, 1.0)]))
+        .collect();
+    cycle_with(&mut s, many, vec![], 2, 100);
+    assert_eq!(s.remembered(), 5000);
+    assert!(
+        s.previous.capacity() * std::mem::size_of::<(u64, i64)>() <= 5000 * 16,
+        "16 bytes a series"
+    );
 }
 
 #[test]
 fn a_series_without_samples_in_the_window_is_not_sent() {
     let mut s = Shaper::new(RelabelProgram::default(), &BTreeMap::new(), false);
-    let (out, stats) = s.shape(vec![ts(&[("__name__", "a")], &[])], 10);
+    let (out, stats) = shape(&mut s, vec![ts(&[("__name__", "a")], &[])], 10);
     assert!(out.is_empty());
     assert_eq!(stats.series_out, 0);
 }
