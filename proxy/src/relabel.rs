@@ -29,7 +29,7 @@ mod matcher;
 mod template;
 
 pub use apply::RelabelMemo;
-pub use labels::{CowLabel, LabelSet};
+pub use labels::{CowLabel, LabelSet, Text};
 
 use matcher::Matcher;
 use template::Template;

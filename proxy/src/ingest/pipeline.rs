@@ -249,35 +249,34 @@ impl TenantPipeline {
     }
 
     /// Apply the rules to a checked series whose labels are borrowed from the request
-    /// (`labels` of `series`, sorted, within the limits). Labels are copied only where a rule
-    /// writes: the second value holds the labels to forward when a rule changed them, `None`
-    /// when the series goes on as it came (its encoded bytes can be forwarded).
+    /// (`labels` of `series`, sorted, within the limits), in `cow` (a buffer the caller keeps
+    /// across series). Labels are copied only where a rule writes: `true` when a rule changed
+    /// them and `cow` holds the labels to forward, `false` when the series goes on as it came
+    /// (its encoded bytes can be forwarded).
     pub fn apply_borrowed<'a>(
         &self,
         tenant: &str,
         labels: &[LabelRef<'a>],
         series: &SeriesRef<'a>,
         cx: &Context<'_>,
-    ) -> (Verdict, Option<Vec<CowLabel<'a>>>) {
+        cow: &mut Vec<CowLabel<'a>>,
+    ) -> (Verdict, bool) {
         let samples = u64::from(series.samples);
-        let mut cow: Vec<CowLabel<'a>> = labels
-            .iter()
-            .map(|l| CowLabel::borrowed(l.name, l.value))
-            .collect();
+        cow.clear();
+        cow.extend(labels.iter().map(|l| CowLabel::borrowed(l.name, l.value)));
         if self.dry_run {
             let metric = metric_name(labels);
             if let Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) =
-                self.run(tenant, &mut cow, cx)
+                self.run(tenant, cow, cx)
             {
                 cx.count_drop(metric, reason, true);
             }
             cx.analytics.record_samples(tenant, metric, samples, cx.now);
-            return (Verdict::Keep, None);
+            return (Verdict::Keep, false);
         }
-        let verdict = self.run_with(tenant, &mut cow, cx, |_| series.labels_hash(labels));
-        account(&verdict, metric_name(&cow), samples, cx);
-        let changed = !cow.unchanged_since(labels.len());
-        (verdict, changed.then_some(cow))
+        let verdict = self.run_with(tenant, cow, cx, |_| series.labels_hash(labels));
+        account(&verdict, metric_name(cow.as_slice()), samples, cx);
+        (verdict, !cow.unchanged_since(labels.len()))
     }
 
     /// Apply the rules to a checked series of a pipeline that does not rewrite (see

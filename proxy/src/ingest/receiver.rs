@@ -15,6 +15,7 @@ use super::forward::Outgoing;
 use super::limits::{self, Refusal};
 use super::pipeline::{Context, TenantPipeline, Verdict};
 use crate::config::ingest::IngestLimits;
+use crate::relabel::CowLabel;
 use crate::remote_write::TimeSeries;
 use crate::remote_write::wire::{LabelRef, SeriesRef};
 use crate::telemetry::{CodeLabels, DropLabels, ReasonLabels};
@@ -48,6 +49,8 @@ struct Batch<'r, 'a> {
     now_ms: i64,
     cx: Context<'r>,
     kept: Vec<Outgoing<'a>>,
+    /// The labels of the series the rules are running on (kept across series).
+    cow: Vec<CowLabel<'a>>,
     refusals: Vec<Refusal>,
     /// Series kept as the bytes they came as.
     unchanged: usize,
@@ -137,6 +140,7 @@ impl Ingest {
             now_ms,
             cx: Context::new(tenant, &self.tracker, &self.analytics, &self.usage),
             kept: Vec::with_capacity(request.series_count()),
+            cow: Vec::new(),
             refusals: Vec::new(),
             unchanged: 0,
         };
@@ -220,9 +224,11 @@ impl Ingest {
         }
         let samples = s.samples as usize;
         let kept = if b.pipeline.rewrites() {
-            let (verdict, changed) = b.pipeline.apply_borrowed(b.tenant, labels, s, &b.cx);
+            let (verdict, changed) = b
+                .pipeline
+                .apply_borrowed(b.tenant, labels, s, &b.cx, &mut b.cow);
             match (verdict, changed) {
-                (Verdict::Keep, Some(new)) => match s.with_labels(&new) {
+                (Verdict::Keep, true) => match s.with_labels(&b.cow) {
                     Some((bytes, hash)) => Ok(Outgoing::built(bytes, hash, samples)),
                     // `with_labels` takes every plain series (tested in `wire`).
                     None => Err(Verdict::Reject(Refusal {
@@ -230,7 +236,7 @@ impl Ingest {
                         message: "not a remote-write WriteRequest".into(),
                     })),
                 },
-                (Verdict::Keep, None) => {
+                (Verdict::Keep, false) => {
                     Ok(Outgoing::encoded(s.encoded, s.labels_hash(labels), samples))
                 }
                 (v, _) => Err(v),

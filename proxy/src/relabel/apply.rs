@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::rc::Rc;
 
 use md5::{Digest, Md5};
 
@@ -58,7 +59,19 @@ pub struct RelabelMemo {
     scratch: Scratch,
 }
 
-type RuleMemo = HashMap<Box<str>, Memoized, foldhash::fast::RandomState>;
+/// One rule's memo: results by input, and the `(target, replacement)` of a rule that sets a
+/// fixed label, shared by every series it is set on (no copy per series).
+#[derive(Default)]
+struct RuleMemo {
+    by_input: HashMap<Box<str>, Memoized, foldhash::fast::RandomState>,
+    fixed: Option<(Rc<str>, Rc<str>)>,
+}
+
+impl RuleMemo {
+    fn get(&self, input: &str) -> Option<&Memoized> {
+        self.by_input.get(input)
+    }
+}
 
 /// Entries kept per rule; past it the rule's memo starts over.
 const MEMO_ENTRIES: usize = 4096;
@@ -69,19 +82,16 @@ enum Memoized {
     NoMatch,
     /// The regex matches (keep, drop, labeldrop, labelkeep, a literal `replace`).
     Match,
-    /// `replace`, `hashmod`: set `target` (the rule's own when `None`) to `value`.
-    Set {
-        target: Option<Box<str>>,
-        value: Box<str>,
-    },
+    /// `replace`, `hashmod`: set `target` to `value` (shared by every series it is set on).
+    Set { target: Rc<str>, value: Rc<str> },
 }
 
 fn remember(memo: Option<&mut RuleMemo>, key: &str, value: Memoized) {
     if let Some(m) = memo {
-        if m.len() >= MEMO_ENTRIES {
-            m.clear();
+        if m.by_input.len() >= MEMO_ENTRIES {
+            m.by_input.clear();
         }
-        m.insert(key.into(), value);
+        m.by_input.insert(key.into(), value);
     }
 }
 
@@ -142,7 +152,7 @@ impl RelabelRule {
         &self,
         labels: &mut L,
         s: &mut Scratch,
-        memo: Option<&mut RuleMemo>,
+        mut memo: Option<&mut RuleMemo>,
     ) -> bool {
         let Scratch { value, out, target } = s;
         match self.action {
@@ -154,30 +164,42 @@ impl RelabelRule {
             Action::Replace => {
                 let val = self.value(labels, value);
                 if let (Some(t), Some(r)) = (&self.target.literal, &self.replacement.literal) {
-                    if self.matches(val, memo) {
-                        labels.set(t, r);
+                    let hit = self.matches(val, memo.as_deref_mut());
+                    match memo {
+                        Some(m) if hit => {
+                            let (t, r) = m
+                                .fixed
+                                .get_or_insert_with(|| (t.as_str().into(), r.as_str().into()));
+                            labels.set_shared(t, r);
+                        }
+                        None if hit => labels.set(t, r),
+                        _ => {}
                     }
                     return true;
                 }
                 if let Some(m) = memo.as_deref().and_then(|m| m.get(val)) {
                     if let Memoized::Set { target, value } = m {
-                        labels.set(target.as_deref().unwrap_or(self.target_name()), value);
+                        labels.set_shared(target, value);
                     }
                     return true;
                 }
-                let templated = self.target.literal.is_none();
                 match self.replace(val, target, out) {
                     None => remember(memo, val, Memoized::NoMatch),
                     Some((name, res)) => {
-                        remember(
-                            memo,
-                            val,
-                            Memoized::Set {
-                                target: templated.then(|| name.into()),
-                                value: res.into(),
-                            },
-                        );
-                        labels.set(name, res);
+                        if memo.is_some() {
+                            let (name, res): (Rc<str>, Rc<str>) = (name.into(), res.into());
+                            remember(
+                                memo,
+                                val,
+                                Memoized::Set {
+                                    target: name.clone(),
+                                    value: res.clone(),
+                                },
+                            );
+                            labels.set_shared(&name, &res);
+                        } else {
+                            labels.set(name, res);
+                        }
                     }
                 }
                 true
@@ -195,9 +217,10 @@ impl RelabelRule {
             }
             Action::HashMod => {
                 let val = self.value(labels, value);
-                if let Some(Memoized::Set { value, .. }) = memo.as_deref().and_then(|m| m.get(val))
+                if let Some(Memoized::Set { target, value }) =
+                    memo.as_deref().and_then(|m| m.get(val))
                 {
-                    labels.set(self.target_name(), value);
+                    labels.set_shared(target, value);
                     return true;
                 }
                 let sum = Md5::digest(val.as_bytes());
@@ -205,15 +228,21 @@ impl RelabelRule {
                 low.copy_from_slice(&sum[8..]);
                 out.clear();
                 let _ = write!(out, "{}", u64::from_be_bytes(low) % self.modulus);
-                remember(
-                    memo,
-                    val,
-                    Memoized::Set {
-                        target: None,
-                        value: out.as_str().into(),
-                    },
-                );
-                labels.set(self.target_name(), out);
+                if memo.is_some() {
+                    let (name, res): (Rc<str>, Rc<str>) =
+                        (self.target_name().into(), out.as_str().into());
+                    remember(
+                        memo,
+                        val,
+                        Memoized::Set {
+                            target: name.clone(),
+                            value: res.clone(),
+                        },
+                    );
+                    labels.set_shared(&name, &res);
+                } else {
+                    labels.set(self.target_name(), out);
+                }
                 true
             }
             Action::LabelMap => {
@@ -253,7 +282,6 @@ impl RelabelRule {
             }
             Action::LabelDrop | Action::LabelKeep => {
                 let keep_matching = self.action == Action::LabelKeep;
-                let mut memo = memo;
                 labels.retain_labels(|name, _| {
                     self.matches(name, memo.as_deref_mut()) == keep_matching
                 });

@@ -2,7 +2,9 @@
 //! borrowed from a remote-write request ([`CowLabel`]), copied only where a rule writes, so a
 //! series the rules leave alone is forwarded as the bytes it came as.
 
-use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+use std::rc::Rc;
 
 use crate::remote_write::Label;
 use crate::remote_write::wire::LabelPair;
@@ -42,6 +44,12 @@ pub trait LabelSet {
 
     fn get(&self, name: &str) -> &str {
         self.find(name).map_or("", |i| self.value_at(i))
+    }
+
+    /// [`LabelSet::set`] with strings the caller keeps for many series: a set that can hold
+    /// them shares them instead of copying.
+    fn set_shared(&mut self, name: &Rc<str>, value: &Rc<str>) {
+        self.set(name, value);
     }
 
     /// Prometheus' `Builder.Set`: an empty value deletes. Keeps the set sorted; writes only
@@ -92,25 +100,49 @@ impl LabelSet for Vec<Label> {
     }
 }
 
+/// A label's text: borrowed from the request, or written by a rule (shared with the rule's
+/// memo when it computed the same text for an earlier series).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Text<'a> {
+    Borrowed(&'a str),
+    Shared(Rc<str>),
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// A label borrowed from a request until a rule writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CowLabel<'a> {
-    pub name: Cow<'a, str>,
-    pub value: Cow<'a, str>,
+    pub name: Text<'a>,
+    pub value: Text<'a>,
 }
 
 impl<'a> CowLabel<'a> {
     pub fn borrowed(name: &'a str, value: &'a str) -> CowLabel<'a> {
         CowLabel {
-            name: Cow::Borrowed(name),
-            value: Cow::Borrowed(value),
+            name: Text::Borrowed(name),
+            value: Text::Borrowed(value),
         }
     }
 
     pub fn is_borrowed(&self) -> bool {
         matches!(
             (&self.name, &self.value),
-            (Cow::Borrowed(_), Cow::Borrowed(_))
+            (Text::Borrowed(_), Text::Borrowed(_))
         )
     }
 }
@@ -128,7 +160,7 @@ impl LabelSet for Vec<CowLabel<'_>> {
     fn count(&self) -> usize {
         self.len()
     }
-    /// Every write makes a label owned, and only removals keep them borrowed, which shorten
+    /// Every write makes a label shared, and only removals keep them borrowed, which shorten
     /// the set: the same length, all borrowed, is the set as it came.
     fn unchanged_since(&self, count_before: usize) -> bool {
         self.len() == count_before && self.iter().all(CowLabel::is_borrowed)
@@ -140,14 +172,14 @@ impl LabelSet for Vec<CowLabel<'_>> {
         &self[i].value
     }
     fn set_value(&mut self, i: usize, value: &str) {
-        self[i].value = Cow::Owned(value.to_string());
+        self[i].value = Text::Shared(value.into());
     }
     fn insert_at(&mut self, i: usize, name: &str, value: &str) {
         self.insert(
             i,
             CowLabel {
-                name: Cow::Owned(name.to_string()),
-                value: Cow::Owned(value.to_string()),
+                name: Text::Shared(name.into()),
+                value: Text::Shared(value.into()),
             },
         );
     }
@@ -156,5 +188,23 @@ impl LabelSet for Vec<CowLabel<'_>> {
     }
     fn retain_labels(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
         self.retain(|l| keep(&l.name, &l.value));
+    }
+    fn set_shared(&mut self, name: &Rc<str>, value: &Rc<str>) {
+        match self.find(name) {
+            Ok(i) if value.is_empty() => self.remove_at(i),
+            Ok(i) => {
+                if *self[i].value != **value {
+                    self[i].value = Text::Shared(value.clone());
+                }
+            }
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.insert(
+                i,
+                CowLabel {
+                    name: Text::Shared(name.clone()),
+                    value: Text::Shared(value.clone()),
+                },
+            ),
+        }
     }
 }

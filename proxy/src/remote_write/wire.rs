@@ -357,24 +357,37 @@ fn canonical_label(buf: &[u8], at: usize) -> Option<(usize, usize, usize, usize,
 /// whole, as they are whenever every length is under 128, each name and value is a slice of
 /// one validated string: UTF-8 is checked once per series rather than once per string.
 fn canonical_labels<'a>(series: &'a [u8], labels: &mut Vec<LabelRef<'a>>) -> usize {
-    let mut end = 0;
-    while let Some(label) = canonical_label(series, end) {
-        end = label.4;
+    // One pass over the structure, remembering where the strings are; more labels than this
+    // are left to the general path.
+    const MAX: usize = 64;
+    if series.len() > u32::MAX as usize {
+        return 0;
+    }
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX];
+    let (mut count, mut end) = (0, 0);
+    while count < MAX {
+        let Some((name, n, value, m, next)) = canonical_label(series, end) else {
+            break;
+        };
+        spans[count] = (name as u32, n as u32, value as u32, m as u32);
+        count += 1;
+        end = next;
+    }
+    if count == 0 {
+        return 0;
     }
     let region = &series[..end];
-    let text = std::str::from_utf8(region).ok();
-    let as_str = |from: usize, len: usize| -> Option<&'a str> {
+    let text = simdutf8::basic::from_utf8(region).ok();
+    let as_str = |from: u32, len: u32| -> Option<&'a str> {
+        let (from, len) = (from as usize, len as usize);
         match text {
             Some(t) => t.get(from..from + len),
-            None => std::str::from_utf8(&region[from..from + len]).ok(),
+            None => simdutf8::basic::from_utf8(&region[from..from + len]).ok(),
         }
     };
     let before = labels.len();
-    let mut at = 0;
-    while at < end {
-        let Some((name, n, value, m, next)) = canonical_label(series, at) else {
-            break;
-        };
+    labels.reserve(count);
+    for &(name, n, value, m) in &spans[..count] {
         match (as_str(name, n), as_str(value, m)) {
             (Some(name), Some(value)) => labels.push(LabelRef { name, value }),
             // Invalid UTF-8: the general path gives up on it and prost words the refusal.
@@ -383,7 +396,6 @@ fn canonical_labels<'a>(series: &'a [u8], labels: &mut Vec<LabelRef<'a>>) -> usi
                 return 0;
             }
         }
-        at = next;
     }
     end
 }
@@ -406,7 +418,7 @@ fn scan_label(encoded: &[u8]) -> Result<Option<LabelRef<'_>>, NotScanned> {
             return Ok(None);
         }
         // Invalid UTF-8 is for prost to report.
-        *slot = Some(std::str::from_utf8(r.bytes()?).map_err(|_| NotScanned)?);
+        *slot = Some(simdutf8::basic::from_utf8(r.bytes()?).map_err(|_| NotScanned)?);
     }
     Ok(Some(LabelRef {
         name: name.unwrap_or(""),
