@@ -5,6 +5,14 @@
 //!
 //! It times decoding, the limits, the rules, tracking, and encoding or passing the body through
 //! to the queue; the delivery to the sink runs on the runtime's worker meanwhile (not timed).
+//! Then its parts on one harness-like request of 2,000 series (`support/harness.rs`):
+//! - `ingest_parts/scan`: the in-place read of the decompressed body (`wire::scan_into`, into
+//!   kept tables, as the gateway does);
+//! - `ingest_parts/relabel_borrowed`: the 10 governance rules on labels borrowed from that body,
+//!   with the request's memo, as the gateway runs them (`RelabelMemo`, `CowLabel`);
+//! - `ingest_parts/relabel_owned`: the same rules on owned labels without a memo, for
+//!   comparison.
+//!
 //! `cargo bench -p proxy --bench ingest`
 
 use std::hint::black_box;
@@ -21,6 +29,9 @@ use proxy::telemetry::Metrics;
 
 #[path = "support/workload.rs"]
 mod workload;
+
+#[path = "support/harness.rs"]
+mod harness;
 
 // The allocator of the proxy binary (src/main.rs): the figures are the binary's.
 #[global_allocator]
@@ -98,5 +109,66 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn parts(c: &mut Criterion) {
+    use proxy::relabel::{CowLabel, RelabelMemo, RelabelProgram};
+    use proxy::remote_write::wire::{Scanned, scan_into};
+
+    let request = harness::write_request(SERIES);
+    let raw = proxy::remote_write::encode_write_request(&request);
+    let raw = proxy::remote_write::decompress(&raw, 64 << 20).expect("decompresses");
+    let program = RelabelProgram::compile(&harness::governance_rules()).expect("rules compile");
+    let mut group = c.benchmark_group("ingest_parts");
+    group.throughput(Throughput::Elements(SERIES as u64));
+    group.measurement_time(Duration::from_secs(3));
+    let mut tables = Some(Scanned::default());
+    group.bench_function("scan", |b| {
+        b.iter(|| {
+            let scanned = scan_into(
+                black_box(&raw),
+                usize::MAX,
+                tables.take().unwrap_or_default(),
+            )
+            .expect("scans");
+            let n = scanned.series.len();
+            tables = Some(Scanned {
+                series: proxy::ingest::buffers::recycle(scanned.series),
+                labels: proxy::ingest::buffers::recycle(scanned.labels),
+                metadata: Vec::new(),
+            });
+            n
+        })
+    });
+    let scanned = scan_into(&raw, usize::MAX, Scanned::default()).expect("scans");
+    group.bench_function("relabel_borrowed", |b| {
+        let mut cow: Vec<CowLabel<'_>> = Vec::new();
+        b.iter(|| {
+            let mut memo = RelabelMemo::default();
+            let mut kept = 0;
+            for s in &scanned.series {
+                cow.clear();
+                cow.extend(
+                    scanned
+                        .labels_of(s)
+                        .iter()
+                        .map(|l| CowLabel::borrowed(l.name, l.value)),
+                );
+                kept += usize::from(program.apply_with(&mut cow, &mut memo));
+            }
+            kept
+        })
+    });
+    group.bench_function("relabel_owned", |b| {
+        b.iter_batched(
+            || request.timeseries.clone(),
+            |mut series| {
+                series.retain_mut(|s| program.apply(&mut s.labels));
+                series
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, parts);
 criterion_main!(benches);

@@ -15,6 +15,7 @@ mod memory;
 mod micro;
 mod read;
 mod report;
+mod scale;
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use anyhow::bail;
 /// Arguments of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// ingest | read | rewrite | collector | memory | all
+    /// ingest | read | rewrite | collector | memory | scale | all
     #[arg(default_value = "all")]
     pub scenario: String,
     /// Length of each load run (ingest, read), after its warm-up.
@@ -181,14 +182,16 @@ impl Row {
     }
 }
 
-const SCENARIOS: [&str; 5] = ["rewrite", "collector", "memory", "ingest", "read"];
+const SCENARIOS: [&str; 6] = ["rewrite", "collector", "memory", "ingest", "read", "scale"];
 
 /// `cargo xtask bench`.
 pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
     let scenarios: Vec<&str> = match args.scenario.as_str() {
         "all" => SCENARIOS.to_vec(),
         s if SCENARIOS.contains(&s) => vec![s],
-        s => bail!("unknown scenario {s:?}: one of ingest, read, rewrite, collector, memory, all"),
+        s => bail!(
+            "unknown scenario {s:?}: one of ingest, read, rewrite, collector, memory, scale, all"
+        ),
     };
     let started = std::time::Instant::now();
     let mut ctx = env::Ctx::new(root, args)?;
@@ -201,6 +204,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
             "memory" => memory::run(&mut ctx),
             "ingest" => load::ingest(&mut ctx),
             "read" => read::run(&mut ctx),
+            "scale" => scale::run(&mut ctx),
             _ => unreachable!("checked above"),
         };
         rows.extend(got);

@@ -153,7 +153,9 @@ async fn write(
     // a few hundred KiB decompressed, under a millisecond) is handled here: handing it to the
     // blocking pool and back costs two thread switches, a large share of its latency. A larger
     // one goes to the blocking pool, so it does not hold up the other connections.
-    let inline = snap::raw::decompress_len(&body).is_ok_and(|n| n <= INLINE_DECOMPRESSED_BYTES);
+    // With a disk spill, queueing writes a file: that stays off the async workers too.
+    let inline = !ingest.spills()
+        && snap::raw::decompress_len(&body).is_ok_and(|n| n <= INLINE_DECOMPRESSED_BYTES);
     let receive = move || {
         ingest.receive(
             &tenant,

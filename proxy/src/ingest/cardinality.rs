@@ -382,6 +382,28 @@ impl SeriesTracker {
         (t.series.len(), per_metric)
     }
 
+    /// Bytes the tracker's tables take on the heap: per tenant its series map (buckets of key,
+    /// entry and control byte, at the map's capacity, not its length) and its interned metric
+    /// names. What `cargo xtask bench` reports per active series.
+    pub fn heap_bytes(&self) -> usize {
+        let tenants = self.tenants.read().unwrap_or_else(PoisonError::into_inner);
+        let slot = size_of::<(u64, Entry)>() + 1;
+        tenants
+            .iter()
+            .map(|(name, t)| {
+                let t = t.lock().unwrap_or_else(PoisonError::into_inner);
+                // hashbrown keeps at most 7/8 of its buckets full; buckets are a power of two.
+                let buckets = if t.series.capacity() == 0 {
+                    0
+                } else {
+                    (t.series.capacity() * 8 / 7).next_power_of_two()
+                };
+                let names: usize = t.metrics.iter().map(|m| m.name.len() * 2 + 40).sum();
+                name.len() + buckets * slot + names
+            })
+            .sum()
+    }
+
     /// Tenants with tracked series, sorted.
     pub fn tenants(&self) -> Vec<String> {
         let mut names: Vec<String> = self

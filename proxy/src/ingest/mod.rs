@@ -138,6 +138,11 @@ impl Ingest {
         Ok(ingest)
     }
 
+    /// Whether accepted requests are written to a disk spill before they are acknowledged.
+    pub fn spills(&self) -> bool {
+        self.forwarder.as_ref().is_some_and(|f| f.spills())
+    }
+
     pub fn enabled(&self) -> bool {
         self.forwarder.is_some()
     }

@@ -14,7 +14,7 @@ fn cargo() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-fn run_capture(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
+pub(super) fn run_capture(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
     eprintln!("xtask bench: cargo {}", args.join(" "));
     let out = Command::new(cargo())
         .args(args)

@@ -136,8 +136,11 @@ pub fn document(
         d,
         "\nFigures are per CPU-second of the process under test (wrk, the target, the nginx sink and \
          Prometheus share the machine's cores), the harness is `bench/harness/` (a copy of the \
-         shared peer harness: same payloads, same sink). Ratio > 1 means the proxy does better \
-         than the peer. Targets come from issue #7; missing them is reported, not hidden.\n"
+         shared peer harness: same payloads, same sink). Ingest figures count the target's CPU \
+         until the sink has received everything it accepted (the drain after wrk stops), for the \
+         proxy and vmagent alike: both answer before they deliver. Ratio > 1 means the proxy does \
+         better than the peer. Targets come from issue #14; missing them is reported, not hidden, \
+         and a row that could not be measured fails the command.\n"
     );
     d.push_str(table);
     d.push_str("\n## Notes per row\n\n");
