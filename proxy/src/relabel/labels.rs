@@ -31,9 +31,17 @@ pub trait LabelSet {
     /// Binary search by name.
     fn find(&self, name: &str) -> Result<usize, usize> {
         let (mut lo, mut hi) = (0, self.count());
+        let first = name.as_bytes().first().copied();
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.name_at(mid).cmp(name) {
+            let here = self.name_at(mid);
+            // Label names mostly differ in their first byte: compare it before calling for a
+            // full comparison.
+            let order = match (here.as_bytes().first().copied(), first) {
+                (Some(a), Some(b)) if a != b => a.cmp(&b),
+                _ => short_cmp(here.as_bytes(), name.as_bytes()),
+            };
+            match order {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Ok(mid),
@@ -66,6 +74,21 @@ pub trait LabelSet {
             Err(i) => self.insert_at(i, name, value),
         }
     }
+}
+
+/// Byte order of two strings, inline for short ones (label names are) rather than a call to
+/// `memcmp`.
+#[inline]
+fn short_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if a.len() > 32 || b.len() > 32 {
+        return a.cmp(b);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 impl LabelSet for Vec<Label> {

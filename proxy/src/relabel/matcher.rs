@@ -62,10 +62,22 @@ impl StringSet {
 
     fn contains(&self, v: &str) -> bool {
         match self {
-            StringSet::List(l) => l.iter().any(|x| x == v),
+            StringSet::List(l) => l.iter().any(|x| short_eq(x.as_bytes(), v.as_bytes())),
             StringSet::Hashed(h) => h.contains(v),
         }
     }
+}
+
+/// Equality without a call to `memcmp` for the short strings label names and values mostly are.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Largest finite language matched as a set (`[a-z][a-z]` is 676 strings: too many).
@@ -128,8 +140,14 @@ impl Shape {
         if v.contains('\n') {
             return false;
         }
-        self.prefixes.iter().any(|p| v.starts_with(p.as_str()))
-            || self.suffixes.iter().any(|s| v.ends_with(s.as_str()))
+        let b = v.as_bytes();
+        self.prefixes
+            .iter()
+            .any(|p| b.len() >= p.len() && short_eq(&b[..p.len()], p.as_bytes()))
+            || self
+                .suffixes
+                .iter()
+                .any(|s| b.len() >= s.len() && short_eq(&b[b.len() - s.len()..], s.as_bytes()))
             || self.infixes.iter().any(|i| v.contains(i.as_str()))
     }
 }
