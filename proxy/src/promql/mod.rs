@@ -6,10 +6,12 @@
 //!   labels, label values and federate endpoints.
 //!
 //! Both refuse (fail closed) what they can't enforce, and both check their own output before
-//! returning it: the printed text must parse back to the very tree that was built, and every
-//! selector in it must carry a complete clause of the policy ([`assert_enforced`]).
+//! returning it: the tree is printed by a printer that writes text parsing back to that very
+//! tree or refuses ([`print_expr`], `print.rs`), and every selector of the tree must carry a
+//! complete clause of the policy ([`assert_enforced`]).
 
 mod check;
+mod print;
 mod rewrite;
 mod scan;
 mod selectors;
@@ -17,6 +19,8 @@ mod within;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_print;
 #[cfg(test)]
 mod tests_props;
 #[cfg(test)]
@@ -26,6 +30,7 @@ use promql_parser::label::Matchers;
 use promql_parser::parser::{Expr, VectorSelector};
 
 pub use check::assert_enforced;
+pub use print::{Unprintable, print as print_expr};
 pub use scan::depth_estimate;
 pub use within::Visibility;
 
@@ -199,10 +204,13 @@ fn check_text(query: &str, limits: &EnforceLimits) -> Result<(), EnforceError> {
     Ok(())
 }
 
-/// Prints the rewritten tree and proves it: bounded size and depth, the printed text parses
-/// back to the same tree, and every selector of the re-parsed tree carries a full clause.
+/// Prints the rewritten tree and proves it: the printer writes text that parses back to
+/// exactly this tree or refuses (`print.rs`), the size and depth are bounded, and every selector
+/// of the tree (the one the text means) carries a full clause.
 fn finish(expr: &Expr, policy: &Policy, limits: &EnforceLimits) -> Result<String, EnforceError> {
-    let text = expr.to_string();
+    let text = print::print(expr).map_err(|e| {
+        EnforceError::Unsupported(format!("the query can't be printed back faithfully: {e}"))
+    })?;
     let max_len = limits.max_query_bytes.saturating_mul(16).max(1 << 20);
     if text.len() > max_len {
         return Err(EnforceError::Unsupported(format!(
@@ -211,7 +219,7 @@ fn finish(expr: &Expr, policy: &Policy, limits: &EnforceLimits) -> Result<String
         )));
     }
     // The rewrite adds at most a paren, an `or`/`and` chain over the clauses and a few
-    // label_replace calls per selector; anything deeper is refused before re-parsing.
+    // label_replace calls per selector; anything deeper is refused (the backend parses it).
     let max_depth = limits
         .max_depth
         .min(HARD_MAX_DEPTH)
@@ -225,16 +233,24 @@ fn finish(expr: &Expr, policy: &Policy, limits: &EnforceLimits) -> Result<String
             max: max_depth,
         });
     }
-    let reparsed = promql_parser::parser::parse(&text).map_err(|e| {
-        EnforceError::Unsupported(format!("the enforced query does not parse back ({e})"))
-    })?;
-    if reparsed != *expr {
-        // promql-parser's printer is lossy for a few shapes (e.g. a negative `@` time):
-        // refuse rather than send something that means another thing.
-        return Err(EnforceError::Unsupported(format!(
-            "the query can't be printed back faithfully: {text}"
-        )));
-    }
-    assert_enforced(&reparsed, policy)?;
+    #[cfg(debug_assertions)]
+    reparse_check(expr, &text)?;
+    assert_enforced(expr, policy)?;
     Ok(text)
+}
+
+/// Debug builds (unit tests, the e2e suite, the fuzz properties) also parse the printed text
+/// again and compare it with the tree, the check release builds no longer pay for: a printer
+/// bug shows up as a failed invariant in every test that enforces a query.
+#[cfg(debug_assertions)]
+fn reparse_check(expr: &Expr, text: &str) -> Result<(), EnforceError> {
+    match promql_parser::parser::parse(text) {
+        Ok(reparsed) if reparsed == *expr => Ok(()),
+        Ok(_) => Err(EnforceError::Invariant(format!(
+            "the printer is not faithful for: {text}"
+        ))),
+        Err(e) => Err(EnforceError::Invariant(format!(
+            "the printed query does not parse ({e}): {text}"
+        ))),
+    }
 }
