@@ -466,7 +466,7 @@ fn extension_nodes_are_refused() {
         *a.expr = ext.clone();
     }
     let p = multi();
-    let clauses = selectors::compile_policy(&p).unwrap();
+    let clauses = compiled::compile_clauses(&p).unwrap();
     let rewriter = rewrite::Rewriter { clauses: &clauses };
     for mut e in [ext, sum] {
         let got = rewriter.rewrite(&mut e);
