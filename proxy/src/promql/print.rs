@@ -464,7 +464,7 @@ fn at_time(out: &mut String, time: SystemTime) -> Result<(), Unprintable> {
         Ok(d) => (false, d),
         Err(e) => (true, e.duration()),
     };
-    if since.subsec_nanos() % 1_000_000 != 0 {
+    if !since.subsec_nanos().is_multiple_of(1_000_000) {
         return refuse("an @ time finer than a millisecond");
     }
     let millis = since.as_millis();
@@ -490,7 +490,7 @@ fn duration(out: &mut String, d: &Duration) -> Result<(), Unprintable> {
     if d.is_zero() {
         return refuse("a zero duration (the parser refuses 0s)");
     }
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return refuse("a duration finer than a millisecond");
     }
     const UNITS: [(&str, u128, bool); 7] = [
@@ -505,7 +505,7 @@ fn duration(out: &mut String, d: &Duration) -> Result<(), Unprintable> {
     let mut ms = d.as_millis();
     // Years and weeks only when they divide the whole, as promql-parser prints them.
     for (unit, size, exact) in UNITS {
-        if exact && ms % size != 0 {
+        if exact && !ms.is_multiple_of(size) {
             continue;
         }
         let count = ms / size;

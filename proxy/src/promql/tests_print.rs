@@ -303,10 +303,10 @@ proptest! {
 
     #[test]
     fn printed_trees_mean_themselves_or_nothing(t in tree()) {
-        if let Ok(text) = print(&t) {
-            if let Ok(back) = promql_parser::parser::parse(&text) {
-                prop_assert!(back == t, "{:?} printed as {:?}, which parses to {:?}", t, text, back);
-            }
+        if let Ok(text) = print(&t)
+            && let Ok(back) = promql_parser::parser::parse(&text)
+        {
+            prop_assert!(back == t, "{:?} printed as {:?}, which parses to {:?}", t, text, back);
         }
     }
 
