@@ -64,7 +64,11 @@ fn per_query_line(out: &str, label: &str) -> Option<Vec<String>> {
     ))
     .ok()?;
     let c = re.captures(out)?;
-    Some(c.iter().map(|m| m.map_or("", |m| m.as_str()).to_string()).collect())
+    Some(
+        c.iter()
+            .map(|m| m.map_or("", |m| m.as_str()).to_string())
+            .collect(),
+    )
 }
 
 fn rewrite_rows() -> Vec<Row> {
@@ -82,18 +86,8 @@ fn rewrite_rows() -> Vec<Row> {
             Better::Lower,
             Some(2.0),
         ),
-        Row::new(
-            "rewrite: 1-clause policy, cold",
-            "µs",
-            Better::Lower,
-            None,
-        ),
-        Row::new(
-            "rewrite: 10-clause policy, cold",
-            "µs",
-            Better::Lower,
-            None,
-        ),
+        Row::new("rewrite: 1-clause policy, cold", "µs", Better::Lower, None),
+        Row::new("rewrite: 10-clause policy, cold", "µs", Better::Lower, None),
         Row::new(
             "rewrite: 100-clause policy, cold",
             "µs",
@@ -140,9 +134,11 @@ pub fn rewrite(ctx: &mut Ctx) -> Vec<Row> {
     out_rows.push(take(rows.next()).proxy(num(1)).note(&note));
     out_rows.push(take(rows.next()).proxy(num(2)));
     let cached_median = cached.as_ref().and_then(|c| c[1].parse::<f64>().ok());
-    out_rows.push(take(rows.next()).proxy(cached_median).note(
-        "the same corpus through a warm rewrite cache (a dashboard's repeated queries)",
-    ));
+    out_rows.push(
+        take(rows.next())
+            .proxy(cached_median)
+            .note("the same corpus through a warm rewrite cache (a dashboard's repeated queries)"),
+    );
     for n in [1, 10, 100] {
         let cold = criterion_time(&out, &format!("rewrite-clauses/cold/{n}"));
         let warm = criterion_time(&out, &format!("rewrite-clauses/cached/{n}"));
@@ -255,7 +251,10 @@ mod tests {
                    rewrite cached per-query: median 0.41 µs p90 0.60 µs max 1.10 µs (202 queries, 3 refused)\n\
                    rewrite-clauses/cold/10 time:   [40.1 µs 41.2 µs 42.0 µs]\n";
         let cold = per_query_line(out, "rewrite per-query").expect("found");
-        assert_eq!((cold[1].as_str(), cold[4].as_str(), cold[5].as_str()), ("12.50", "202", "3"));
+        assert_eq!(
+            (cold[1].as_str(), cold[4].as_str(), cold[5].as_str()),
+            ("12.50", "202", "3")
+        );
         let cached = per_query_line(out, "rewrite cached per-query").expect("found");
         assert_eq!(cached[1], "0.41");
         let t = criterion_time(out, "rewrite-clauses/cold/10").expect("found");
