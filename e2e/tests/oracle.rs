@@ -220,7 +220,6 @@ fn printer_shapes_match_the_oracle(env: &Env) -> Result<()> {
             true,
         ),
         ("count(up @ -100)", false),
-        ("count_over_time(up[1.5])", false),
     ];
     for tenant in ["team-a", "team-b"] {
         for (q, must_have_data) in shapes {
