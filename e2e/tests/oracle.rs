@@ -209,21 +209,27 @@ fn deviation_bare_range_selector(env: &Env) -> Result<()> {
 /// equal the oracle's for every tenant (docs/read-path.md, "The printer").
 fn printer_shapes_match_the_oracle(env: &Env) -> Result<()> {
     let at = env.eval_time_param();
-    let shapes = [
-        ("sum by () (up)", true),
-        ("count without () (up)", true),
-        ("sum(up) by ()", true),
-        ("count(up * ignoring () up)", true),
-        ("count(up and on () up)", true),
-        (
-            "count by (job) (up) > bool on () group_left () count(up)",
-            true,
-        ),
-        ("count(up @ -100)", false),
-    ];
-    for tenant in ["team-a", "team-b"] {
-        for (q, must_have_data) in shapes {
-            let params = vec![("query", q.to_string()), ("time", at.clone())];
+    // A metric each tenant has series of.
+    let shapes = |m: &str| {
+        [
+            (format!("sum by () ({m})"), true),
+            (format!("count without () ({m})"), true),
+            (format!("sum({m}) by ()"), true),
+            (format!("count({m} * ignoring () {m})"), true),
+            (format!("count({m} and on () {m})"), true),
+            (
+                format!("count by (job) ({m}) > bool on () group_left () count({m})"),
+                true,
+            ),
+            (format!("count({m} @ -100)"), false),
+        ]
+    };
+    for (tenant, metric) in [
+        ("team-a", "up"),
+        ("team-b", "container_cpu_usage_seconds_total"),
+    ] {
+        for (q, must_have_data) in shapes(metric) {
+            let params = vec![("query", q.clone()), ("time", at.clone())];
             let got = env.tenant_get(Some(tenant), "/api/v1/query", &params)?;
             let want = env.oracle_get(tenant, "/api/v1/query", &params)?;
             compare_answers(&got, &want, REL).map_err(|e| anyhow::anyhow!("{tenant} {q}: {e}"))?;
