@@ -15,6 +15,10 @@ pub fn cases() -> Vec<Case> {
             "deviation_bare_range_selector",
             deviation_bare_range_selector,
         ),
+        case(
+            "printer_shapes_match_the_oracle",
+            printer_shapes_match_the_oracle,
+        ),
     ]
 }
 
@@ -197,5 +201,50 @@ fn deviation_bare_range_selector(env: &Env) -> Result<()> {
         "{}",
         want.body
     );
+    Ok(())
+}
+
+/// Shapes promql-parser's own printer could not write back (empty label lists, a negative `@`
+/// time), so the proxy used to refuse them: its printer writes them faithfully, and the answers
+/// equal the oracle's for every tenant (docs/read-path.md, "The printer").
+fn printer_shapes_match_the_oracle(env: &Env) -> Result<()> {
+    let at = env.eval_time_param();
+    // A metric each tenant has series of.
+    let shapes = |m: &str| {
+        [
+            (format!("sum by () ({m})"), true),
+            (format!("count without () ({m})"), true),
+            (format!("sum({m}) by ()"), true),
+            (format!("count({m} * ignoring () {m})"), true),
+            (format!("count({m} and on () {m})"), true),
+            (
+                format!("count by (job) ({m}) > bool on () group_left () count({m})"),
+                true,
+            ),
+            (format!("count({m} @ -100)"), false),
+        ]
+    };
+    for (tenant, metric) in [
+        ("team-a", "up"),
+        ("team-b", "container_cpu_usage_seconds_total"),
+    ] {
+        for (q, must_have_data) in shapes(metric) {
+            let params = vec![("query", q.clone()), ("time", at.clone())];
+            let got = env.tenant_get(Some(tenant), "/api/v1/query", &params)?;
+            let want = env.oracle_get(tenant, "/api/v1/query", &params)?;
+            compare_answers(&got, &want, REL).map_err(|e| anyhow::anyhow!("{tenant} {q}: {e}"))?;
+            ensure!(
+                got.status == 200,
+                "{tenant} {q}: the proxy answered {}: {}",
+                got.status,
+                got.body
+            );
+            ensure!(
+                !must_have_data || result_len(&want) > 0,
+                "{tenant} {q}: an empty answer proves nothing: {}",
+                want.body
+            );
+        }
+    }
     Ok(())
 }

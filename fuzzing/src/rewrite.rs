@@ -4,7 +4,8 @@
 //! Property, for each policy:
 //! - the answer is an [`EnforceError`] other than `Invariant` (a refusal), or a query text;
 //! - that text parses (`promql_parser::parser::parse`), and "parses back to the same AST"
-//!   means: printing the re-parsed tree gives the very same text, and parsing that print gives
+//!   means: printing the re-parsed tree with the proxy's printer (`print_expr`, the one that
+//!   wrote it) gives the very same text, and parsing that print gives
 //!   a tree structurally equal (`Expr: PartialEq`) to the first re-parse — so what the backend
 //!   receives is a fixed point of parse∘print and nothing is lost between proxy and backend;
 //! - every vector and matrix selector of the re-parsed tree carries ALL matchers of at least
@@ -106,7 +107,8 @@ pub fn rewrite(data: &[u8]) {
 pub fn check_output(query: &str, out: &str, policy: &Policy) {
     let expr = promql_parser::parser::parse(out)
         .unwrap_or_else(|e| panic!("{query:?} was enforced to {out:?}, which does not parse: {e}"));
-    let printed = expr.to_string();
+    let printed = proxy::promql::print_expr(&expr)
+        .unwrap_or_else(|e| panic!("{query:?}: the enforced text {out:?} can't be printed: {e}"));
     assert_eq!(
         printed, out,
         "{query:?}: the enforced text does not print back to itself"

@@ -1,11 +1,18 @@
 //! Hot paths of the read and write sides, measured alone (no HTTP, no network):
 //!
-//! - `rewrite/corpus`: every query of `fixtures/queries/corpus.promql` enforced with
-//!   [`enforce_query`] for a realistic tenant policy (two clauses: the tenant's namespace, and a
-//!   few cluster-level metrics of `monitoring`). Criterion reports the time of one pass over the
-//!   corpus (throughput = queries); after it, a per-query pass prints the distribution of each
-//!   query's own median, as `rewrite per-query: median X µs p90 Y µs max Z µs (N queries)`, the
-//!   line `cargo xtask bench rewrite` parses.
+//! - `rewrite/corpus`: every query of `fixtures/queries/corpus.promql` enforced for a realistic
+//!   tenant policy (two clauses: the tenant's namespace, and a few cluster-level metrics of
+//!   `monitoring`), cold: the policy compiled once as the proxy keeps it per tenant
+//!   ([`CompiledPolicy`]), every query parsed, rewritten and printed. Criterion reports the time
+//!   of one pass over the corpus (throughput = queries); after it, a per-query pass prints the
+//!   distribution of each query's own median, as
+//!   `rewrite per-query: median X µs p90 Y µs max Z µs (N queries, M refused)`.
+//! - `rewrite/corpus-cached`: the same through a warm [`RewriteCache`] (a dashboard's repeated
+//!   queries), and its line `rewrite cached per-query: median X µs p90 Y µs max Z µs (…)`.
+//! - `rewrite-clauses/{cold,cached}/{1,10,100}`: one dashboard query for policies of 1, 10 and
+//!   100 clauses that all apply to it (the rewrite is a union over every clause).
+//!
+//! `cargo xtask bench rewrite` parses the per-query lines and the criterion times.
 //! - `relabel/governance`: the 10 rules of `bench/harness/configs/relabel-governance.yml` over
 //!   2,000 harness-like series (one remote-write request of the harness).
 //! - `codec/decode` and `codec/encode`: snappy + protobuf of that 2,000-series `WriteRequest`.
@@ -16,7 +23,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use proxy::promql::{EnforceLimits, enforce_query};
+use std::sync::Arc;
+
+use proxy::promql::{CompiledPolicy, EnforceLimits, RewriteCache};
 use proxy::relabel::RelabelProgram;
 use proxy::remote_write::{decode_write_request, encode_write_request};
 use proxy::tenant::policy::{Clause, LabelMatcher, MatchKind, Policy};
@@ -68,26 +77,43 @@ fn limits() -> EnforceLimits {
     }
 }
 
-/// Each query's own median over `rounds` timed batches, then the distribution over queries.
-fn per_query(queries: &[&str], policy: &Policy, limits: &EnforceLimits, budget: Duration) {
+/// `n` clauses that all apply to [`CLAUSES_QUERY`]: `{__name__=~"http_.*|app_i_.*",namespace="team-i"}`.
+fn clauses_policy(n: usize) -> Arc<Policy> {
+    Arc::new(Policy {
+        clauses: (0..n)
+            .map(|i| Clause {
+                matchers: vec![
+                    matcher("__name__", MatchKind::Regex, &format!("http_.*|app_{i}_.*")),
+                    matcher("namespace", MatchKind::Equal, &format!("team-{i}")),
+                ],
+            })
+            .collect(),
+    })
+}
+
+const CLAUSES_QUERY: &str = "sum by (namespace) (rate(http_requests_total{job=\"api\"}[5m]))";
+
+/// Each query's own median over `rounds` timed batches, then the distribution over queries,
+/// printed as `{label}: median X µs p90 Y µs max Z µs (N queries, M refused)`.
+fn per_query(label: &str, queries: &[&str], run: &dyn Fn(&str) -> bool, budget: Duration) {
     let rounds = 15usize;
     let per_query_budget = budget.as_secs_f64() / queries.len() as f64;
     let mut medians: Vec<f64> = Vec::with_capacity(queries.len());
     let mut refused = 0usize;
     for q in queries {
-        if enforce_query(q, policy, limits).is_err() {
+        if !run(q) {
             refused += 1;
         }
         // Calibrate a batch size so that `rounds` batches take about the per-query budget.
         let t = Instant::now();
-        let _ = black_box(enforce_query(black_box(q), policy, limits));
+        black_box(run(black_box(q)));
         let one = t.elapsed().as_secs_f64().max(1e-7);
-        let batch = ((per_query_budget / rounds as f64 / one) as usize).clamp(1, 10_000);
+        let batch = ((per_query_budget / rounds as f64 / one) as usize).clamp(1, 100_000);
         let mut samples: Vec<f64> = (0..rounds)
             .map(|_| {
                 let t = Instant::now();
                 for _ in 0..batch {
-                    let _ = black_box(enforce_query(black_box(q), policy, limits));
+                    black_box(run(black_box(q)));
                 }
                 t.elapsed().as_secs_f64() / batch as f64
             })
@@ -98,7 +124,7 @@ fn per_query(queries: &[&str], policy: &Policy, limits: &EnforceLimits, budget: 
     medians.sort_by(f64::total_cmp);
     let pick = |p: f64| medians[((medians.len() - 1) as f64 * p).round() as usize] * 1e6;
     println!(
-        "rewrite per-query: median {:.2} µs p90 {:.2} µs max {:.2} µs ({} queries, {} refused)",
+        "{label}: median {:.2} µs p90 {:.2} µs max {:.2} µs ({} queries, {} refused)",
         pick(0.5),
         pick(0.9),
         pick(1.0),
@@ -109,8 +135,12 @@ fn per_query(queries: &[&str], policy: &Policy, limits: &EnforceLimits, budget: 
 
 fn bench(c: &mut Criterion) {
     let queries = corpus();
-    let policy = tenant_policy();
+    let policy = Arc::new(tenant_policy());
+    let compiled = CompiledPolicy::new(policy.clone()).expect("the policy compiles");
     let limits = limits();
+    let cache = RewriteCache::new(16 << 20);
+    let cached = |q: &str| cache.enforce_query("team-a", &policy, q, &limits).is_ok();
+    let cold = |q: &str| compiled.enforce_query(q, &limits).is_ok();
 
     let mut g = c.benchmark_group("rewrite");
     g.throughput(Throughput::Elements(queries.len() as u64));
@@ -120,18 +150,42 @@ fn bench(c: &mut Criterion) {
     g.bench_function("corpus", |b| {
         b.iter(|| {
             for q in &queries {
-                let _ = black_box(enforce_query(black_box(q), &policy, &limits));
+                black_box(cold(black_box(q)));
+            }
+        })
+    });
+    g.bench_function("corpus-cached", |b| {
+        b.iter(|| {
+            for q in &queries {
+                black_box(cached(black_box(q)));
             }
         })
     });
     g.finish();
     let quick = std::env::args().any(|a| a == "--quick");
-    per_query(
-        &queries,
-        &policy,
-        &limits,
-        Duration::from_secs(if quick { 2 } else { 6 }),
-    );
+    let budget = Duration::from_secs(if quick { 2 } else { 6 });
+    per_query("rewrite per-query", &queries, &cold, budget);
+    per_query("rewrite cached per-query", &queries, &cached, budget);
+
+    let mut g = c.benchmark_group("rewrite-clauses");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for n in [1usize, 10, 100] {
+        let policy = clauses_policy(n);
+        let compiled = CompiledPolicy::new(policy.clone()).expect("the policy compiles");
+        compiled
+            .enforce_query(CLAUSES_QUERY, &limits)
+            .expect("the query is enforced");
+        g.bench_function(format!("cold/{n}"), |b| {
+            b.iter(|| compiled.enforce_query(black_box(CLAUSES_QUERY), &limits))
+        });
+        let cache = RewriteCache::new(16 << 20);
+        g.bench_function(format!("cached/{n}"), |b| {
+            b.iter(|| cache.enforce_query("team-a", &policy, black_box(CLAUSES_QUERY), &limits))
+        });
+    }
+    g.finish();
 
     let program = RelabelProgram::compile(&harness::governance_rules()).expect("rules compile");
     let req = harness::write_request(SERIES_PER_REQUEST);

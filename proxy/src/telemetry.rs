@@ -58,23 +58,25 @@ pub fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), Teleme
     result.map_err(|_| TelemetryError::AlreadyInstalled)
 }
 
+/// Route templates and methods are from fixed lists, so the labels borrow them: counting a
+/// request allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub route: String,
-    pub method: String,
-    pub code: String,
+    pub route: &'static str,
+    pub method: &'static str,
+    pub code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub route: String,
+    pub route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
     pub group: String,
     pub member: String,
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -175,9 +177,51 @@ pub struct Metrics {
     pub tenants: Family<StateLabels, Gauge>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub bad_requests: Family<ReasonLabels, Counter>,
+    pub rewrite_cache: RewriteCacheMetrics,
     pub collector: CollectorMetrics,
     pub ingest: IngestMetrics,
     pub kubernetes: KubernetesMetrics,
+}
+
+/// The read path's cache of enforced queries (`pmtp_rewrite_cache_*`): the counters are
+/// counted by the cache itself, the gauges set at scrape time.
+#[derive(Debug, Default)]
+pub struct RewriteCacheMetrics {
+    pub hits: Counter,
+    pub misses: Counter,
+    pub entries: Gauge,
+    pub bytes: Gauge,
+    pub compiled_policies: Gauge,
+}
+
+impl RewriteCacheMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "pmtp_rewrite_cache_hits",
+            "Queries and match[] lists answered from the cache of enforced queries",
+            self.hits.clone(),
+        );
+        registry.register(
+            "pmtp_rewrite_cache_misses",
+            "Queries and match[] lists enforced afresh (not in the cache)",
+            self.misses.clone(),
+        );
+        registry.register(
+            "pmtp_rewrite_cache_entries",
+            "Enforced queries and match[] lists in the cache",
+            self.entries.clone(),
+        );
+        registry.register(
+            "pmtp_rewrite_cache_bytes",
+            "Weight of the cache of enforced queries (query texts and bookkeeping), bounded by proxy.rewrite_cache_bytes",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "pmtp_compiled_policies",
+            "Tenant policies kept compiled for enforcement (tenants that sent a request)",
+            self.compiled_policies.clone(),
+        );
+    }
 }
 
 /// Kubernetes mode's families (`pmtp_kubernetes_*`).
@@ -407,6 +451,8 @@ impl Metrics {
             "Requests refused before enforcement (parameters, body), by reason",
             bad_requests.clone(),
         );
+        let rewrite_cache = RewriteCacheMetrics::default();
+        rewrite_cache.register(&mut registry);
         let collector = CollectorMetrics::default();
         collector.register(&mut registry);
         let ingest = IngestMetrics::default();
@@ -415,6 +461,7 @@ impl Metrics {
         kubernetes.register(&mut registry);
         Self {
             registry,
+            rewrite_cache,
             collector,
             ingest,
             kubernetes,
@@ -458,16 +505,16 @@ mod tests {
         metrics
             .http_requests
             .get_or_create(&HttpLabels {
-                route: "/api/v1/query".into(),
-                method: "GET".into(),
-                code: "200".into(),
+                route: "/api/v1/query",
+                method: "GET",
+                code: 200,
             })
             .inc();
         Metrics::inc_reason(&metrics.auth_failures, "missing");
         metrics
             .http_duration
             .get_or_create(&RouteLabels {
-                route: "/api/v1/query".into(),
+                route: "/api/v1/query",
             })
             .observe(0.2);
         let text = metrics.encode();

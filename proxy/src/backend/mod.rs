@@ -231,13 +231,13 @@ impl BackendPool {
         serde_json::json!({ "groups": groups })
     }
 
-    fn count(&self, group: &str, member: &str, outcome: &str) {
+    fn count(&self, group: &str, member: &str, outcome: &'static str) {
         self.metrics
             .backend_requests
             .get_or_create(&BackendLabels {
                 group: group.to_string(),
                 member: member.to_string(),
-                outcome: outcome.to_string(),
+                outcome,
             })
             .inc();
     }
@@ -437,28 +437,62 @@ fn normalize_url(group: &str, url: &str) -> Result<String, BackendError> {
     Ok(parsed.as_str().trim_end_matches('/').to_string())
 }
 
-/// Stream a reqwest body into an axum body, failing once it passes `max` bytes. The
-/// concurrency permit lives as long as the stream.
+/// Stream a reqwest body into an axum body as it comes, chunk by chunk (no copy), failing once
+/// it passes `max` bytes. The upstream size hint is kept, so an answer with a Content-Length is
+/// passed on with it instead of being re-chunked. The concurrency permit lives as long as the
+/// body.
 fn stream_body(response: reqwest::Response, max: usize, permit: OwnedSemaphorePermit) -> Body {
-    let state = (response, 0usize, permit);
-    let stream = futures::stream::unfold(Some(state), move |state| async move {
-        let (mut response, seen, permit) = state?;
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let seen = seen + chunk.len();
-                if seen > max {
-                    let error = std::io::Error::other(format!(
-                        "backend answer exceeds the proxy's limit of {max} bytes"
-                    ));
-                    return Some((Err(error), None));
-                }
-                Some((Ok(chunk), Some((response, seen, permit))))
+    Body::new(Upstream {
+        inner: reqwest::Body::from(response),
+        seen: 0,
+        max,
+        _permit: permit,
+    })
+}
+
+struct Upstream {
+    inner: reqwest::Body,
+    seen: usize,
+    max: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Upstream {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        let frame = match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(error))) => {
+                return Poll::Ready(Some(Err(std::io::Error::other(health::describe(&error)))));
             }
-            Ok(None) => None,
-            Err(error) => Some((Err(std::io::Error::other(health::describe(&error))), None)),
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            self.seen = self.seen.saturating_add(data.len());
+            if self.seen > self.max {
+                let max = self.max;
+                return Poll::Ready(Some(Err(std::io::Error::other(format!(
+                    "backend answer exceeds the proxy's limit of {max} bytes"
+                )))));
+            }
         }
-    });
-    Body::from_stream(stream)
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn read_reqwest(

@@ -182,7 +182,12 @@ pub struct ProxyConfig {
     pub max_query_bytes: usize,
     pub max_query_depth: usize,
     pub max_body_bytes: usize,
+    /// Bytes of enforced queries kept, to skip the rewrite of repeated queries; 0: no cache.
+    pub rewrite_cache_bytes: usize,
 }
+
+/// The largest `proxy.rewrite_cache_bytes` accepted (1 GiB).
+pub const MAX_REWRITE_CACHE_BYTES: usize = 1 << 30;
 
 impl Default for ProxyConfig {
     fn default() -> Self {
@@ -196,6 +201,7 @@ impl Default for ProxyConfig {
             max_query_bytes: 64 * 1024,
             max_query_depth: 100,
             max_body_bytes: 1024 * 1024,
+            rewrite_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -492,3 +492,28 @@ fn server_limits_and_tls_are_read_and_checked() {
         assert!(e.contains(needle), "{needle} not in {e}");
     }
 }
+
+#[test]
+fn rewrite_cache_size_is_bounded_and_may_be_off() {
+    let c = Config::from_yaml(&minimal(), "c.yaml").unwrap();
+    assert_eq!(c.proxy.rewrite_cache_bytes, 16 * 1024 * 1024);
+    let off = format!("proxy:\n  rewrite_cache_bytes: 0\n{}", minimal());
+    assert_eq!(
+        Config::from_yaml(&off, "c.yaml")
+            .unwrap()
+            .proxy
+            .rewrite_cache_bytes,
+        0
+    );
+    let huge = format!("proxy:\n  rewrite_cache_bytes: 2147483648\n{}", minimal());
+    let e = Config::from_yaml(&huge, "c.yaml").unwrap_err().to_string();
+    assert!(
+        e.contains("proxy.rewrite_cache_bytes: 2147483648 is over the limit of 1073741824"),
+        "{e}"
+    );
+    let negative = format!("proxy:\n  rewrite_cache_bytes: -1\n{}", minimal());
+    let e = Config::from_yaml(&negative, "c.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rewrite_cache_bytes"), "{e}");
+}

@@ -78,6 +78,13 @@ impl Config {
                 p.push(format!("{key}: must be greater than 0"));
             }
         }
+        if self.proxy.rewrite_cache_bytes > super::MAX_REWRITE_CACHE_BYTES {
+            p.push(format!(
+                "proxy.rewrite_cache_bytes: {} is over the limit of {} (1 GiB); 16777216 (16 MiB) is plenty for thousands of dashboards, 0 turns the cache off",
+                self.proxy.rewrite_cache_bytes,
+                super::MAX_REWRITE_CACHE_BYTES
+            ));
+        }
         if self.remote_write.enabled
             && self.remote_write.collection_interval < Duration::from_secs(5)
         {

@@ -44,6 +44,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
     state.ingest().export_top_k();
     metrics.backend_up.clear();
     let runtime = state.runtime();
+    let cache = runtime.rewrites.stats();
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    metrics
+        .rewrite_cache
+        .entries
+        .set(gauge(cache.entries as u64));
+    metrics.rewrite_cache.bytes.set(gauge(cache.bytes));
+    metrics
+        .rewrite_cache
+        .compiled_policies
+        .set(gauge(cache.compiled_policies as u64));
     for (group, member) in runtime.backends.members() {
         let up = member.health() != crate::backend::Health::Down;
         metrics

@@ -53,7 +53,12 @@ impl AppState {
             .unwrap_or_else(PoisonError::into_inner) = Some(groups);
         pool.inherit_health(&old.backends);
         pool.start_probes();
-        let new = Runtime::from_parts(settings, old.auth.clone(), Arc::new(pool));
+        let new = Runtime::from_parts(
+            settings,
+            old.auth.clone(),
+            Arc::new(pool),
+            old.rewrites.clone(),
+        );
         self.inner.runtime.store(Arc::new(new));
         old.backends.stop_probes();
         Ok(())

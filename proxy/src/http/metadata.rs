@@ -13,7 +13,6 @@ use super::prom_api::{Prepared, enforce_error, into_response, prepare};
 use super::{AppState, Refusal};
 use crate::backend::{MAX_BUFFERED_BYTES, UpstreamRequest, read_body};
 use crate::error::ApiError;
-use crate::promql::enforce_match_selectors;
 
 pub async fn handler(State(state): State<AppState>, request: Request) -> Response {
     match metadata(&state, request).await {
@@ -74,7 +73,8 @@ async fn metadata(state: &AppState, request: Request) -> Result<Response, Refusa
 
 /// The metric names that have at least one series the tenant may see.
 async fn visible_names(state: &AppState, prepared: &Prepared) -> Result<BTreeSet<String>, Refusal> {
-    let selectors = enforce_match_selectors(&[], &prepared.tenant.policy, &prepared.limits())
+    let selectors = prepared
+        .enforce_match_selectors(&[])
         .map_err(|e| enforce_error(state, e))?;
     let pairs: Vec<(&str, &str)> = selectors.iter().map(|s| (MATCH, s.as_str())).collect();
     let request = UpstreamRequest {

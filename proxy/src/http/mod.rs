@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::k8s::secrets::KubeSecrets;
 use crate::k8s::shard::{Shard, ShardSettings};
+use crate::promql::RewriteCache;
 use crate::telemetry::{Metrics, TenantLabels};
 use crate::tenant::{Tenant, TenantStore};
 use params::Params;
@@ -47,6 +48,10 @@ pub struct Runtime {
     pub settings: RuntimeSettings,
     pub auth: Authenticator,
     pub backends: Arc<BackendPool>,
+    /// Enforced queries and compiled tenant policies; kept across a reload or a discovery
+    /// update unless `proxy.rewrite_cache_bytes` changes (entries are keyed by policy identity,
+    /// so a tenant change never meets an old entry).
+    pub rewrites: Arc<RewriteCache>,
 }
 
 impl Runtime {
@@ -58,8 +63,13 @@ impl Runtime {
         kube: Option<&kube::Client>,
     ) -> anyhow::Result<Runtime> {
         let auth = Authenticator::new(&settings.auth, kube)?;
+        let rewrites = Arc::new(RewriteCache::with_counters(
+            settings.rewrite_cache_bytes,
+            metrics.rewrite_cache.hits.clone(),
+            metrics.rewrite_cache.misses.clone(),
+        ));
         let backends = Arc::new(BackendPool::new(settings.backends.clone(), metrics)?);
-        Ok(Runtime::from_parts(settings, auth, backends))
+        Ok(Runtime::from_parts(settings, auth, backends, rewrites))
     }
 
     /// Assemble from parts already built (discovery swaps only the backends).
@@ -67,11 +77,13 @@ impl Runtime {
         settings: RuntimeSettings,
         auth: Authenticator,
         backends: Arc<BackendPool>,
+        rewrites: Arc<RewriteCache>,
     ) -> Runtime {
         Runtime {
             settings,
             auth,
             backends,
+            rewrites,
         }
     }
 }

@@ -78,16 +78,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     metrics
         .http_requests
         .get_or_create(&HttpLabels {
-            route: route.to_string(),
-            method: method.to_string(),
-            code: status.as_u16().to_string(),
+            route,
+            method,
+            code: status.as_u16(),
         })
         .inc();
     metrics
         .http_duration
-        .get_or_create(&RouteLabels {
-            route: route.to_string(),
-        })
+        .get_or_create(&RouteLabels { route })
         .observe(elapsed.as_secs_f64());
     if state.runtime().settings.request_logging {
         span.in_scope(|| {

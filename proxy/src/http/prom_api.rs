@@ -15,7 +15,7 @@ use super::params::{self, MATCH, Params};
 use super::{AppState, Refusal, Runtime, metadata};
 use crate::backend::{UpstreamRequest, UpstreamResponse};
 use crate::error::ApiError;
-use crate::promql::{EnforceError, EnforceLimits, enforce_match_selectors, enforce_query};
+use crate::promql::{EnforceError, EnforceLimits};
 use crate::telemetry::Metrics;
 use crate::tenant::Tenant;
 
@@ -58,6 +58,29 @@ impl Prepared {
             max_query_bytes: self.runtime.settings.max_query_bytes,
             max_depth: self.runtime.settings.max_query_depth,
         }
+    }
+
+    /// The tenant's enforced query, from the rewrite cache when it was enforced before.
+    pub fn enforce_query(&self, query: &str) -> Result<Arc<str>, EnforceError> {
+        self.runtime.rewrites.enforce_query(
+            &self.tenant.namespace,
+            &self.tenant.policy,
+            query,
+            &self.limits(),
+        )
+    }
+
+    /// The tenant's enforced `match[]` selectors, cached like [`Prepared::enforce_query`].
+    pub fn enforce_match_selectors(
+        &self,
+        matches: &[String],
+    ) -> Result<Arc<[String]>, EnforceError> {
+        self.runtime.rewrites.enforce_match_selectors(
+            &self.tenant.namespace,
+            &self.tenant.policy,
+            matches,
+            &self.limits(),
+        )
     }
 }
 
@@ -154,7 +177,7 @@ async fn query_endpoint(
     else {
         return bad_request(&state, "missing_query", "missing parameter \"query\"");
     };
-    let enforced = match enforce_query(query, &prepared.tenant.policy, &prepared.limits()) {
+    let enforced = match prepared.enforce_query(query) {
         Ok(q) => q,
         Err(error) => return enforce_error(&state, error).into_response(),
     };
@@ -162,7 +185,7 @@ async fn query_endpoint(
     state
         .ingest()
         .record_query(&prepared.tenant.namespace, query);
-    let mut pairs = vec![("query", enforced.as_str())];
+    let mut pairs = vec![("query", &*enforced)];
     pairs.extend(forwarded(&prepared.params, extra));
     let upstream = UpstreamRequest {
         method: Method::POST,
@@ -201,11 +224,10 @@ async fn match_endpoint(
     if require_match && matches.is_empty() {
         return bad_request(&state, "missing_match", "no match[] parameter provided");
     }
-    let selectors =
-        match enforce_match_selectors(&matches, &prepared.tenant.policy, &prepared.limits()) {
-            Ok(s) => s,
-            Err(error) => return enforce_error(&state, error).into_response(),
-        };
+    let selectors = match prepared.enforce_match_selectors(&matches) {
+        Ok(s) => s,
+        Err(error) => return enforce_error(&state, error).into_response(),
+    };
     let mut pairs: Vec<(&str, &str)> = selectors.iter().map(|s| (MATCH, s.as_str())).collect();
     pairs.extend(forwarded(&prepared.params, extra));
     let upstream = UpstreamRequest {

@@ -50,9 +50,12 @@ impl AppState {
         {
             settings.backends.groups = groups;
         }
-        let new = Runtime::build(settings, self.metrics().clone(), self.kube())
+        let mut new = Runtime::build(settings, self.metrics().clone(), self.kube())
             .map_err(|e| ReloadError::Invalid(format!("{e:#}")))?;
         let old = self.runtime();
+        if new.settings.rewrite_cache_bytes == old.settings.rewrite_cache_bytes {
+            new.rewrites = old.rewrites.clone();
+        }
         if new.settings.tenants_dir.is_some() != old.settings.tenants_dir.is_some()
             || new.settings.tenant_namespaces != old.settings.tenant_namespaces
         {

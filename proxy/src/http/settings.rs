@@ -23,6 +23,8 @@ pub struct RuntimeSettings {
     /// `proxy.max_query_bytes` / `proxy.max_query_depth`: enforcement limits.
     pub max_query_bytes: usize,
     pub max_query_depth: usize,
+    /// `proxy.rewrite_cache_bytes`: size of the cache of enforced queries (0: off).
+    pub rewrite_cache_bytes: usize,
     /// `proxy.enable_request_logging`: one info line per request.
     pub request_logging: bool,
     /// `proxy.enable_metrics`: serve `/metrics` on the admin listener.
@@ -132,6 +134,7 @@ impl RuntimeSettings {
             request_timeout: config.server.request_timeout,
             max_query_bytes: config.proxy.max_query_bytes,
             max_query_depth: config.proxy.max_query_depth,
+            rewrite_cache_bytes: config.proxy.rewrite_cache_bytes,
             request_logging: config.proxy.enable_request_logging,
             metrics_enabled: config.proxy.enable_metrics,
             tenants_dir,

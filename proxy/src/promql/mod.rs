@@ -6,10 +6,14 @@
 //!   labels, label values and federate endpoints.
 //!
 //! Both refuse (fail closed) what they can't enforce, and both check their own output before
-//! returning it: the printed text must parse back to the very tree that was built, and every
-//! selector in it must carry a complete clause of the policy ([`assert_enforced`]).
+//! returning it: the tree is printed by a printer that writes text parsing back to that very
+//! tree or refuses ([`print_expr`], `print.rs`), and every selector of the tree must carry a
+//! complete clause of the policy ([`assert_enforced`]).
 
+mod cache;
 mod check;
+mod compiled;
+mod print;
 mod rewrite;
 mod scan;
 mod selectors;
@@ -18,26 +22,33 @@ mod within;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_print;
+#[cfg(test)]
 mod tests_props;
 #[cfg(test)]
 mod tests_rewrite;
 
-use promql_parser::label::Matchers;
+use std::sync::Arc;
+
+use promql_parser::label::{Matcher, Matchers};
 use promql_parser::parser::{Expr, VectorSelector};
 
+pub use cache::{RewriteCache, RewriteCacheStats};
 pub use check::assert_enforced;
+pub use compiled::{CompiledPolicy, shared_regex_matchers};
+pub use print::{Unprintable, print as print_expr};
 pub use scan::depth_estimate;
 pub use within::Visibility;
 
 use crate::tenant::policy::{LabelMatcher, METRIC_NAME, MatchKind, Policy};
-use selectors::{CompiledClause, applicable, apply_clause, compile_policy, sort_matchers};
+use selectors::{CompiledClause, applicable, apply_clause, sort_matchers};
 
 /// The deepest tree accepted whatever `max_depth` says: the parser and the rewrite recurse,
 /// and this keeps them well inside a 2 MiB thread stack (tokio's default), even unoptimised.
 pub const HARD_MAX_DEPTH: usize = 500;
 
 /// Bounds on what a tenant may send, checked before parsing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EnforceLimits {
     /// Longest query (or `match[]` selector) accepted, in bytes.
     pub max_query_bytes: usize,
@@ -99,6 +110,8 @@ impl EnforceError {
 }
 
 /// Rewrite a PromQL query so it only touches the policy's series. Returns the printed query.
+/// Compiles the policy on every call: the read path uses [`CompiledPolicy::enforce_query`]
+/// through the [`RewriteCache`].
 pub fn enforce_query(
     query: &str,
     policy: &Policy,
@@ -107,11 +120,7 @@ pub fn enforce_query(
     if policy.is_empty() {
         return Err(EnforceError::NoAccess);
     }
-    check_text(query, limits)?;
-    let mut expr = promql_parser::parser::parse(query).map_err(EnforceError::Parse)?;
-    let clauses = compile_policy(policy)?;
-    rewrite::Rewriter { clauses: &clauses }.rewrite(&mut expr)?;
-    finish(&expr, policy, limits)
+    CompiledPolicy::new(Arc::new(policy.clone()))?.enforce_query(query, limits)
 }
 
 /// For series/labels/label values/federate: intersect each `match[]` with every clause.
@@ -124,32 +133,63 @@ pub fn enforce_match_selectors(
     if policy.is_empty() {
         return Err(EnforceError::NoAccess);
     }
-    let clauses = compile_policy(policy)?;
-    let mut selectors: Vec<VectorSelector> = Vec::new();
-    if matches.is_empty() {
-        for clause in &clauses {
-            selectors.push(clause_selector(clause)?);
+    CompiledPolicy::new(Arc::new(policy.clone()))?.enforce_match_selectors(matches, limits)
+}
+
+impl CompiledPolicy {
+    /// [`enforce_query`] with the policy already compiled.
+    pub fn enforce_query(
+        &self,
+        query: &str,
+        limits: &EnforceLimits,
+    ) -> Result<String, EnforceError> {
+        if self.policy.is_empty() {
+            return Err(EnforceError::NoAccess);
         }
+        check_text(query, limits)?;
+        let mut expr = promql_parser::parser::parse(query).map_err(EnforceError::Parse)?;
+        rewrite::Rewriter {
+            clauses: &self.clauses,
+        }
+        .rewrite(&mut expr)?;
+        finish(&expr, &self.policy, limits)
     }
-    for text in matches {
-        let vs = parse_match(text, limits)?;
-        if !vs.matchers.or_matchers.is_empty() {
-            return Err(EnforceError::InvalidMatch(
-                "`or` inside a selector's braces is not PromQL".into(),
-            ));
+
+    /// [`enforce_match_selectors`] with the policy already compiled.
+    pub fn enforce_match_selectors(
+        &self,
+        matches: &[String],
+        limits: &EnforceLimits,
+    ) -> Result<Vec<String>, EnforceError> {
+        if self.policy.is_empty() {
+            return Err(EnforceError::NoAccess);
         }
-        for clause in applicable(&vs, &clauses) {
-            selectors.push(apply_clause(&vs, clause));
+        let mut selectors: Vec<VectorSelector> = Vec::new();
+        if matches.is_empty() {
+            for clause in &self.clauses {
+                selectors.push(clause_selector(clause)?);
+            }
         }
+        for text in matches {
+            let vs = parse_match(text, limits)?;
+            if !vs.matchers.or_matchers.is_empty() {
+                return Err(EnforceError::InvalidMatch(
+                    "`or` inside a selector's braces is not PromQL".into(),
+                ));
+            }
+            for clause in applicable(&vs, &self.clauses) {
+                selectors.push(apply_clause(&vs, clause));
+            }
+        }
+        let mut out: Vec<String> = Vec::with_capacity(selectors.len());
+        for vs in selectors {
+            let text = finish(&Expr::VectorSelector(vs), &self.policy, limits)?;
+            if !out.contains(&text) {
+                out.push(text);
+            }
+        }
+        Ok(out)
     }
-    let mut out: Vec<String> = Vec::with_capacity(selectors.len());
-    for vs in selectors {
-        let text = finish(&Expr::VectorSelector(vs), policy, limits)?;
-        if !out.contains(&text) {
-            out.push(text);
-        }
-    }
-    Ok(out)
 }
 
 /// One `match[]` value: a bare vector selector, as Prometheus requires.
@@ -168,7 +208,7 @@ fn parse_match(text: &str, limits: &EnforceLimits) -> Result<VectorSelector, Enf
 /// all match the empty string (`{__name__=~".*"}`), so such a clause is narrowed to series
 /// that have a name.
 fn clause_selector(clause: &CompiledClause) -> Result<VectorSelector, EnforceError> {
-    let mut matchers = clause.matchers.clone();
+    let mut matchers: Vec<Matcher> = clause.matchers.iter().map(|m| Matcher::clone(m)).collect();
     if matchers.iter().all(|m| m.is_match("")) {
         let named = LabelMatcher::new(METRIC_NAME, MatchKind::Regex, ".+")
             .to_promql()
@@ -199,10 +239,13 @@ fn check_text(query: &str, limits: &EnforceLimits) -> Result<(), EnforceError> {
     Ok(())
 }
 
-/// Prints the rewritten tree and proves it: bounded size and depth, the printed text parses
-/// back to the same tree, and every selector of the re-parsed tree carries a full clause.
+/// Prints the rewritten tree and proves it: the printer writes text that parses back to
+/// exactly this tree or refuses (`print.rs`), the size and depth are bounded, and every selector
+/// of the tree (the one the text means) carries a full clause.
 fn finish(expr: &Expr, policy: &Policy, limits: &EnforceLimits) -> Result<String, EnforceError> {
-    let text = expr.to_string();
+    let text = print::print(expr).map_err(|e| {
+        EnforceError::Unsupported(format!("the query can't be printed back faithfully: {e}"))
+    })?;
     let max_len = limits.max_query_bytes.saturating_mul(16).max(1 << 20);
     if text.len() > max_len {
         return Err(EnforceError::Unsupported(format!(
@@ -211,7 +254,7 @@ fn finish(expr: &Expr, policy: &Policy, limits: &EnforceLimits) -> Result<String
         )));
     }
     // The rewrite adds at most a paren, an `or`/`and` chain over the clauses and a few
-    // label_replace calls per selector; anything deeper is refused before re-parsing.
+    // label_replace calls per selector; anything deeper is refused (the backend parses it).
     let max_depth = limits
         .max_depth
         .min(HARD_MAX_DEPTH)
@@ -225,16 +268,24 @@ fn finish(expr: &Expr, policy: &Policy, limits: &EnforceLimits) -> Result<String
             max: max_depth,
         });
     }
-    let reparsed = promql_parser::parser::parse(&text).map_err(|e| {
-        EnforceError::Unsupported(format!("the enforced query does not parse back ({e})"))
-    })?;
-    if reparsed != *expr {
-        // promql-parser's printer is lossy for a few shapes (e.g. a negative `@` time):
-        // refuse rather than send something that means another thing.
-        return Err(EnforceError::Unsupported(format!(
-            "the query can't be printed back faithfully: {text}"
-        )));
-    }
-    assert_enforced(&reparsed, policy)?;
+    #[cfg(debug_assertions)]
+    reparse_check(expr, &text)?;
+    assert_enforced(expr, policy)?;
     Ok(text)
+}
+
+/// Debug builds (unit tests, the e2e suite, the fuzz properties) also parse the printed text
+/// again and compare it with the tree, the check release builds no longer pay for: a printer
+/// bug shows up as a failed invariant in every test that enforces a query.
+#[cfg(debug_assertions)]
+fn reparse_check(expr: &Expr, text: &str) -> Result<(), EnforceError> {
+    match promql_parser::parser::parse(text) {
+        Ok(reparsed) if reparsed == *expr => Ok(()),
+        Ok(_) => Err(EnforceError::Invariant(format!(
+            "the printer is not faithful for: {text}"
+        ))),
+        Err(e) => Err(EnforceError::Invariant(format!(
+            "the printed query does not parse ({e}): {text}"
+        ))),
+    }
 }

@@ -3,37 +3,19 @@
 //! selector (so the rewrite can keep `absent`'s answer unchanged).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::VectorSelector;
 
-use super::EnforceError;
-use crate::tenant::policy::{METRIC_NAME, Policy};
+use crate::tenant::policy::METRIC_NAME;
 
-/// A policy clause in promql-parser form, compiled once per request.
+/// A policy clause in promql-parser form (built by `compiled.rs`; regex matchers are shared
+/// between policies that hold the same one).
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledClause {
-    pub matchers: Vec<Matcher>,
-    has_name: bool,
-}
-
-/// Compiles every clause of the policy. A clause whose regex does not compile can only come
-/// from a policy built by hand (the compiler validates patterns): fail closed.
-pub(crate) fn compile_policy(policy: &Policy) -> Result<Vec<CompiledClause>, EnforceError> {
-    policy
-        .clauses
-        .iter()
-        .map(|c| {
-            let matchers = c
-                .matchers
-                .iter()
-                .map(|m| m.to_promql())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| EnforceError::Invariant(format!("policy clause: {e}")))?;
-            let has_name = matchers.iter().any(|m| m.name == METRIC_NAME);
-            Ok(CompiledClause { matchers, has_name })
-        })
-        .collect()
+    pub matchers: Vec<Arc<Matcher>>,
+    pub has_name: bool,
 }
 
 /// `S ∧ C`: the selector with the clause's matchers appended (never replacing the tenant's
@@ -54,7 +36,7 @@ pub(crate) fn apply_clause(vs: &VectorSelector, clause: &CompiledClause) -> Vect
     }
     for m in &clause.matchers {
         if !out.matchers.matchers.contains(m) {
-            out.matchers.matchers.push(m.clone());
+            out.matchers.matchers.push(Matcher::clone(m));
         }
     }
     // When the only name matcher left is the selector's own name (the clause asked for
@@ -103,7 +85,7 @@ pub(crate) fn applicable<'c>(
     // A clause the selector already carries in full covers it alone: `S ∧ C = S`.
     if let Some(covering) = clauses
         .iter()
-        .find(|c| c.matchers.iter().all(|m| sel.contains(m)))
+        .find(|c| c.matchers.iter().all(|m| sel.contains(&**m)))
     {
         return vec![covering];
     }

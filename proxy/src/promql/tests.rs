@@ -260,9 +260,11 @@ fn refuses_info_and_lossy_printing() {
             "{e:?}"
         );
     }
-    // promql-parser prints `@ -100` as `@ 0.000`: the round-trip check refuses it.
-    let e = err("up @ -100", &multi());
-    assert!(matches!(e, EnforceError::Unsupported(_)), "{e:?}");
+    // promql-parser prints `@ -100` as `@ 0.000`; the proxy's printer keeps the sign.
+    assert_eq!(
+        enforce("up @ -100", &multi()).unwrap(),
+        "up{namespace=\"team-a\"} @ -100.000"
+    );
 }
 
 #[test]
@@ -464,7 +466,7 @@ fn extension_nodes_are_refused() {
         *a.expr = ext.clone();
     }
     let p = multi();
-    let clauses = selectors::compile_policy(&p).unwrap();
+    let clauses = compiled::compile_clauses(&p).unwrap();
     let rewriter = rewrite::Rewriter { clauses: &clauses };
     for mut e in [ext, sum] {
         let got = rewriter.rewrite(&mut e);

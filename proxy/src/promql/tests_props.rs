@@ -1,7 +1,7 @@
 //! Property test: random queries from a small grammar × random policies of 1-3 clauses.
 //! Every rewrite either fails cleanly or returns text whose every selector carries a full
-//! clause (checked here with a collector independent of `check.rs`), and printing is a
-//! fixed point of parse → print.
+//! clause (checked here with a collector independent of `check.rs`), and the proxy's printer
+//! is a fixed point of parse → print.
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Expr, VectorSelector};
@@ -55,7 +55,14 @@ fn selector_body() -> impl Strategy<Value = String> {
 
 fn selector() -> impl Strategy<Value = String> {
     (selector_body(), 0..6usize).prop_map(|(s, modifier)| {
-        let m = ["", " offset 5m", " @ start()", " @ 100", " offset -1m", ""][modifier];
+        let m = [
+            "",
+            " offset 5m",
+            " @ start()",
+            " @ 100",
+            " offset -1m",
+            " @ -12.5",
+        ][modifier];
         format!("{s}{m}")
     })
 }
@@ -68,7 +75,7 @@ fn range_selector() -> impl Strategy<Value = String> {
     })
 }
 
-fn query() -> impl Strategy<Value = String> {
+pub(super) fn query() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
         3 => selector(),
         2 => range_selector().prop_map(|m| format!("rate({m})")),
@@ -82,6 +89,10 @@ fn query() -> impl Strategy<Value = String> {
     leaf.prop_recursive(4, 24, 2, |inner| {
         prop_oneof![
             inner.clone().prop_map(|e| format!("sum by (job) ({e})")),
+            inner.clone().prop_map(|e| format!("sum by () ({e})")),
+            inner
+                .clone()
+                .prop_map(|e| format!("count without () ({e})")),
             inner.clone().prop_map(|e| format!("topk(2, {e})")),
             inner
                 .clone()
@@ -95,8 +106,17 @@ fn query() -> impl Strategy<Value = String> {
             inner
                 .clone()
                 .prop_map(|e| format!("label_replace({e}, \"d\", \"$1\", \"job\", \"(.*)\")")),
-            (inner.clone(), inner.clone(), 0..6usize).prop_map(|(a, b, op)| {
-                let op = ["+", "*", "and", "or", "unless", "/ on (job) group_left"][op];
+            (inner.clone(), inner.clone(), 0..8usize).prop_map(|(a, b, op)| {
+                let op = [
+                    "+",
+                    "*",
+                    "and",
+                    "or",
+                    "unless",
+                    "/ on (job) group_left",
+                    "- ignoring ()",
+                    "and on ()",
+                ][op % 8];
                 format!("{a} {op} {b}")
             }),
         ]
@@ -200,7 +220,9 @@ proptest! {
                 prop_assert!(parsed.is_ok(), "accepted a query the parser rejects: {q}");
                 let e = promql_parser::parser::parse(&out)
                     .map_err(|err| TestCaseError::fail(format!("{out}: {err}")))?;
-                prop_assert_eq!(e.to_string(), out.clone(), "print is not a fixed point");
+                let again = super::print::print(&e)
+                    .map_err(|err| TestCaseError::fail(format!("{out}: {err}")))?;
+                prop_assert_eq!(again, out.clone(), "print is not a fixed point");
                 let sels = all_selectors(&e);
                 for vs in &sels {
                     prop_assert!(carries_a_clause(vs, &p), "{} in {} lacks a clause of {:?}", vs, out, p);
@@ -233,7 +255,7 @@ proptest! {
                         return Err(TestCaseError::fail(format!("{s} is not a selector")));
                     };
                     prop_assert!(carries_a_clause(vs, &p), "{} lacks a clause", s);
-                    prop_assert_eq!(e.to_string(), s.clone());
+                    prop_assert_eq!(super::print::print(&e).ok(), Some(s.clone()));
                 }
             }
             Err(EnforceError::Invariant(msg)) => prop_assert!(false, "invariant: {msg}"),

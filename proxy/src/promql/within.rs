@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{Expr, VectorSelector};
 
-use super::selectors::{CompiledClause, compile_policy, effective_matchers};
+use super::compiled::compile_clauses;
+use super::selectors::{CompiledClause, effective_matchers};
 use super::{HARD_MAX_DEPTH, depth_estimate};
 use crate::tenant::policy::{METRIC_NAME, Policy};
 
@@ -27,7 +28,7 @@ pub struct Visibility {
 impl Visibility {
     /// `None` when the policy can't be compiled (only a hand-built policy): nothing is visible.
     pub fn new(policy: &Policy) -> Option<Visibility> {
-        compile_policy(policy)
+        compile_clauses(policy)
             .ok()
             .map(|clauses| Visibility { clauses })
     }

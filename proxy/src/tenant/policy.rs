@@ -12,12 +12,12 @@
 //! only in one `__name__` matcher are merged into one regex clause, so the rewritten queries
 //! stay short.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::collections::BTreeMap;
 
-use promql_parser::label::{MatchOp, Matcher, Matchers};
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::Expr;
 use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
-use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::util::escape_string;
 
 use super::crd::MetricAccessSpec;
 
@@ -78,6 +78,8 @@ impl LabelMatcher {
 
     /// The promql-parser matcher, built the way its parser builds one (same regex anchoring),
     /// so ASTs holding it compare equal to re-parsed ones. Fails only on an invalid regex.
+    /// Compiles the regex every time: the read path keeps compiled policies
+    /// (`crate::promql::CompiledPolicy`, shared between tenants).
     pub fn to_promql(&self) -> Result<Matcher, String> {
         let token = match self.kind {
             MatchKind::Equal => T_EQL,
@@ -85,36 +87,24 @@ impl LabelMatcher {
             MatchKind::Regex => T_EQL_REGEX,
             MatchKind::NotRegex => T_NEQ_REGEX,
         };
-        if matches!(self.kind, MatchKind::Equal | MatchKind::NotEqual) {
-            return Matcher::new_matcher(token, self.name.clone(), self.value.clone());
+        Matcher::new_matcher(token, self.name.clone(), self.value.clone())
+    }
+
+    /// The matcher as PromQL text (`name="value"`, the name quoted when it is not a plain
+    /// label name), exactly as promql-parser prints it, without compiling a regex.
+    fn to_text(&self) -> String {
+        let op = match self.kind {
+            MatchKind::Equal => "=",
+            MatchKind::NotEqual => "!=",
+            MatchKind::Regex => "=~",
+            MatchKind::NotRegex => "!~",
+        };
+        let value = escape_string(&self.value);
+        if is_legacy_label_name(&self.name) {
+            format!("{}{op}\"{value}\"", self.name)
+        } else {
+            format!("\"{}\"{op}\"{value}\"", escape_string(&self.name))
         }
-        // Compiling a regex is most of what enforcing a query costs, and a tenant's policy
-        // regexes are the same on every request: keep them compiled (a compiled regex is
-        // shared, not copied, by `clone`).
-        type Key = (bool, String, String);
-        static COMPILED: OnceLock<Mutex<HashMap<Key, Matcher>>> = OnceLock::new();
-        const MAX_CACHED: usize = 4096;
-        let key = (
-            self.kind == MatchKind::Regex,
-            self.name.clone(),
-            self.value.clone(),
-        );
-        let cache = COMPILED.get_or_init(Default::default);
-        if let Some(m) = cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            return Ok(m.clone());
-        }
-        let matcher = Matcher::new_matcher(token, self.name.clone(), self.value.clone())?;
-        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED {
-            // Policies change rarely: starting over is simpler than tracking use.
-            cache.clear();
-        }
-        cache.insert(key, matcher.clone());
-        Ok(matcher)
     }
 
     /// The policy form of a parsed matcher.
@@ -138,14 +128,13 @@ impl Clause {
         Self { matchers }
     }
 
-    /// The clause as a PromQL selector, e.g. `{__name__=~"a|b",namespace="t"}`.
+    /// The clause as a PromQL selector, e.g. `{__name__=~"a|b",namespace="t"}` (matchers sorted
+    /// as promql-parser prints them). No regex is compiled: `/debug/tenants` prints every
+    /// tenant's clauses, and patterns were validated when the policy was built from its spec.
     pub fn to_selector(&self) -> Result<String, String> {
-        let matchers = self
-            .matchers
-            .iter()
-            .map(LabelMatcher::to_promql)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Expr::VectorSelector(VectorSelector::new(None, Matchers::new(matchers))).to_string())
+        let mut matchers: Vec<String> = self.matchers.iter().map(LabelMatcher::to_text).collect();
+        matchers.sort();
+        Ok(format!("{{{}}}", matchers.join(",")))
     }
 
     /// `Some(matcher)` when the clause holds exactly one `__name__` matcher, an equality or a
@@ -191,8 +180,6 @@ impl Policy {
     }
 
     /// Each clause as PromQL selector text, e.g. `{__name__=~"a|b",namespace="t"}`.
-    /// A clause whose regex does not compile (only possible when built by hand) is skipped,
-    /// which narrows what the tenant sees rather than widening it.
     pub fn clause_selectors(&self) -> Vec<String> {
         self.clauses
             .iter()

@@ -204,6 +204,7 @@ pub(crate) fn settings(members: Vec<String>, auth: AuthSettings) -> RuntimeSetti
         request_timeout: Duration::from_secs(60),
         max_query_bytes: 64 * 1024,
         max_query_depth: 100,
+        rewrite_cache_bytes: 1 << 20,
         request_logging: false,
         metrics_enabled: true,
         tenants_dir: None,
