@@ -65,7 +65,7 @@ impl BufferPool {
         {
             return;
         }
-        b.raw.clear();
+        // `raw` keeps its length: the next decompression overwrites it without zeroing.
         b.series.clear();
         b.labels.clear();
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);

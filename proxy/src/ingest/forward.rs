@@ -433,6 +433,15 @@ impl<'a> Outgoing<'a> {
         }
     }
 
+    /// [`series_hash`] of its labels.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
     /// Kept as the bytes it came as.
     pub fn is_encoded(&self) -> bool {
         matches!(self.series, Series::Encoded(_))

@@ -19,7 +19,7 @@ use crate::config::ingest::{
 };
 use crate::relabel::{CowLabel, LabelSet, RelabelMemo, RelabelProgram};
 use crate::remote_write::TimeSeries;
-use crate::remote_write::wire::{LabelPair, LabelRef, SeriesRef};
+use crate::remote_write::wire::{LabelPair, LabelRef};
 
 /// What happens to one series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +119,18 @@ impl<'a> Context<'a> {
             Some((_, _, n)) => *n += 1,
             None => counts.push((reason, dry_run, 1)),
         }
+    }
+
+    /// The tracker's admission of a request's series `(hash, metric)`, in order, at once (see
+    /// [`SeriesTracker::admit_batch`]); not for dry-run pipelines.
+    pub fn admit_batch<'m>(
+        &self,
+        series: impl IntoIterator<Item = (u64, &'m str)>,
+        limits: &CardinalityLimits,
+        out: &mut Vec<Admit>,
+    ) {
+        self.tracker
+            .admit_batch(&self.tracked, series, limits, false, self.now, out);
     }
 
     fn count_samples(&self, metric: &str, samples: u64) {
@@ -248,59 +260,6 @@ impl TenantPipeline {
         verdict
     }
 
-    /// Apply the rules to a checked series whose labels are borrowed from the request
-    /// (`labels` of `series`, sorted, within the limits), in `cow` (a buffer the caller keeps
-    /// across series). Labels are copied only where a rule writes: `true` when a rule changed
-    /// them and `cow` holds the labels to forward, `false` when the series goes on as it came
-    /// (its encoded bytes can be forwarded).
-    pub fn apply_borrowed<'a>(
-        &self,
-        tenant: &str,
-        labels: &[LabelRef<'a>],
-        series: &SeriesRef<'a>,
-        cx: &Context<'_>,
-        cow: &mut Vec<CowLabel<'a>>,
-    ) -> (Verdict, bool) {
-        let samples = u64::from(series.samples);
-        cow.clear();
-        cow.extend(labels.iter().map(|l| CowLabel::borrowed(l.name, l.value)));
-        if self.dry_run {
-            let metric = metric_name(labels);
-            if let Verdict::Drop { reason } | Verdict::Reject(Refusal { reason, .. }) =
-                self.run(tenant, cow, cx)
-            {
-                cx.count_drop(metric, reason, true);
-            }
-            cx.analytics.record_samples(tenant, metric, samples, cx.now);
-            return (Verdict::Keep, false);
-        }
-        let verdict = self.run_with(tenant, cow, cx, |_| series.labels_hash(labels));
-        account(&verdict, metric_name(cow.as_slice()), samples, cx);
-        (verdict, !cow.unchanged_since(labels.len()))
-    }
-
-    /// Apply the rules to a checked series of a pipeline that does not rewrite (see
-    /// [`TenantPipeline::rewrites`]): the same verdict and accounting as [`apply`], on labels
-    /// borrowed from the request. `hash` is [`series_hash`] of `labels`.
-    ///
-    /// [`apply`]: TenantPipeline::apply
-    pub fn apply_unchanged<L: LabelPair>(
-        &self,
-        tenant: &str,
-        labels: &[L],
-        hash: u64,
-        samples: u64,
-        cx: &Context<'_>,
-    ) -> Verdict {
-        debug_assert!(!self.rewrites());
-        let verdict = match self.naming_verdict(labels) {
-            Some(v) => v,
-            None => self.judge(tenant, labels, hash, cx),
-        };
-        account(&verdict, metric_name(labels), samples, cx);
-        verdict
-    }
-
     fn naming_verdict<L: LabelPair>(&self, labels: &[L]) -> Option<Verdict> {
         let n = self.naming.as_ref()?;
         let violation = n.check(labels)?;
@@ -329,17 +288,9 @@ impl TenantPipeline {
     where
         Vec<P>: LabelSet,
     {
-        if let Some(v) = self.naming_verdict(labels) {
-            return v;
-        }
         let before = labels.len();
-        if !self.relabel.is_empty() && !self.relabel.apply_with(labels, &mut cx.memo.borrow_mut()) {
-            return Verdict::Drop { reason: "relabel" };
-        }
-        if !self.label_drops.is_empty() {
-            labels.retain_labels(|name, _| {
-                name == "__name__" || !self.label_drops.iter().any(|d| d == name)
-            });
+        if let Err(v) = self.rules(labels, cx) {
+            return v;
         }
         let hash = if labels.unchanged_since(before) {
             unchanged_hash(labels.as_slice())
@@ -347,6 +298,88 @@ impl TenantPipeline {
             series_hash(labels.as_slice())
         };
         self.judge(tenant, labels, hash, cx)
+    }
+
+    /// The rules that may rewrite a series, in order: naming standards, relabeling, label
+    /// drops.
+    fn rules<P: LabelPair>(&self, labels: &mut Vec<P>, cx: &Context<'_>) -> Result<(), Verdict>
+    where
+        Vec<P>: LabelSet,
+    {
+        if let Some(v) = self.naming_verdict(labels) {
+            return Err(v);
+        }
+        if !self.relabel.is_empty() && !self.relabel.apply_with(labels, &mut cx.memo.borrow_mut()) {
+            return Err(Verdict::Drop { reason: "relabel" });
+        }
+        if !self.label_drops.is_empty() {
+            labels.retain_labels(|name, _| {
+                name == "__name__" || !self.label_drops.iter().any(|d| d == name)
+            });
+        }
+        Ok(())
+    }
+
+    /// The rewriting rules (naming, relabeling, label drops) on a checked series whose labels
+    /// are borrowed from the request, in `cow` (a buffer the caller keeps across series; not
+    /// for dry-run pipelines). Labels are copied only where a rule writes. `Ok(true)` when a
+    /// rule changed them (`cow` holds the labels to forward), `Ok(false)` when the series goes
+    /// on as it came, `Err` with the verdict (counted) when a rule drops or rejects it. The
+    /// cardinality and unused-metric rules come after, for the whole request at once
+    /// ([`TenantPipeline::after_admission`]).
+    pub fn rewrite_borrowed<'a>(
+        &self,
+        labels: &[LabelRef<'a>],
+        samples: u64,
+        cx: &Context<'_>,
+        cow: &mut Vec<CowLabel<'a>>,
+    ) -> Result<bool, Verdict> {
+        debug_assert!(!self.dry_run);
+        cow.clear();
+        cow.extend(labels.iter().map(|l| CowLabel::borrowed(l.name, l.value)));
+        if let Err(v) = self.rules(cow, cx) {
+            account(&v, metric_name(cow.as_slice()), samples, cx);
+            return Err(v);
+        }
+        Ok(!cow.unchanged_since(labels.len()))
+    }
+
+    /// The naming standards alone (a pipeline that does not rewrite), counted when they drop
+    /// or reject.
+    pub fn naming(
+        &self,
+        labels: &[LabelRef<'_>],
+        samples: u64,
+        cx: &Context<'_>,
+    ) -> Option<Verdict> {
+        let v = self.naming_verdict(labels)?;
+        account(&v, metric_name(labels), samples, cx);
+        Some(v)
+    }
+
+    /// Count a verdict reached outside the pipeline's own steps (accepted samples, or a drop).
+    pub fn count(&self, verdict: &Verdict, metric: &str, samples: u64, cx: &Context<'_>) {
+        account(verdict, metric, samples, cx);
+    }
+
+    /// The cardinality limits the tracker applies ([`SeriesTracker::admit_batch`]).
+    pub fn cardinality(&self) -> &CardinalityLimits {
+        &self.cardinality
+    }
+
+    /// The verdict on a series the rewriting rules kept, given the tracker's admission of it
+    /// (`metric` non-empty): cardinality, then unused metrics; counted.
+    pub fn after_admission(
+        &self,
+        tenant: &str,
+        metric: &str,
+        admit: Admit,
+        samples: u64,
+        cx: &Context<'_>,
+    ) -> Verdict {
+        let v = self.admitted(tenant, metric, admit, cx);
+        account(&v, metric, samples, cx);
+        v
     }
 
     /// The rules after the rewriting ones: a name left, cardinality limits, unused metrics.
@@ -373,6 +406,11 @@ impl TenantPipeline {
             self.dry_run,
             cx.now,
         );
+        self.admitted(tenant, metric, admit, cx)
+    }
+
+    /// The rules that follow the tracker's admission: cardinality, unused metrics.
+    fn admitted(&self, tenant: &str, metric: &str, admit: Admit, cx: &Context<'_>) -> Verdict {
         match admit {
             Admit::Existing | Admit::New => {}
             Admit::OverTenantLimit => {

@@ -15,7 +15,7 @@ use super::forward::Outgoing;
 use super::limits::{self, Refusal};
 use super::pipeline::{Context, TenantPipeline, Verdict};
 use crate::config::ingest::IngestLimits;
-use crate::relabel::CowLabel;
+use crate::relabel::{CowLabel, Text};
 use crate::remote_write::TimeSeries;
 use crate::remote_write::wire::{LabelRef, SeriesRef};
 use crate::telemetry::{CodeLabels, DropLabels, ReasonLabels};
@@ -49,11 +49,27 @@ struct Batch<'r, 'a> {
     now_ms: i64,
     cx: Context<'r>,
     kept: Vec<Outgoing<'a>>,
+    /// Series the rewriting rules kept, waiting for the tracker's admission.
+    pending: Vec<Pending<'a>>,
     /// The labels of the series the rules are running on (kept across series).
     cow: Vec<CowLabel<'a>>,
     refusals: Vec<Refusal>,
     /// Series kept as the bytes they came as.
     unchanged: usize,
+}
+
+/// The metric name of borrowed labels, borrowed for as long as they are.
+fn name_of<'a>(labels: &[LabelRef<'a>]) -> &'a str {
+    labels
+        .iter()
+        .find(|l| l.name == "__name__")
+        .map_or("", |l| l.value)
+}
+
+/// A series past the rewriting rules, before the tracker's admission.
+struct Pending<'a> {
+    out: Outgoing<'a>,
+    metric: Text<'a>,
 }
 
 impl Ingest {
@@ -140,6 +156,7 @@ impl Ingest {
             now_ms,
             cx: Context::new(tenant, &self.tracker, &self.analytics, &self.usage),
             kept: Vec::with_capacity(request.series_count()),
+            pending: Vec::with_capacity(request.series_count()),
             cow: Vec::new(),
             refusals: Vec::new(),
             unchanged: 0,
@@ -156,6 +173,7 @@ impl Ingest {
         for t in owned {
             self.owned_series(&mut batch, t);
         }
+        self.admit_pending(&mut batch);
         let Some(forwarder) = &self.forwarder else {
             return Answer::new(StatusCode::NOT_FOUND, "the ingest gateway is disabled");
         };
@@ -203,11 +221,13 @@ impl Ingest {
         }
     }
 
-    /// A series read in place: checked on its borrowed labels; forwarded as its bytes when no
-    /// rule changes it, re-encoded with its sample bytes when one does. A series that does not
-    /// pass the limits as it is (unsorted labels, say) is decoded and handled like the others.
+    /// A series read in place: checked on its borrowed labels, then the rewriting rules; it
+    /// waits in `b.pending` for the tracker's admission, which the whole request gets at once.
+    /// Forwarded as its bytes when no rule changes it, re-encoded with its sample bytes when
+    /// one does. A series that does not pass the limits as it is (unsorted labels, say), or a
+    /// dry-run pipeline's, is decoded and handled like the others.
     fn plain_series<'a>(&self, b: &mut Batch<'_, 'a>, s: &SeriesRef<'a>, labels: &[LabelRef<'a>]) {
-        if !limits::plain_ok(labels, s, b.limits, b.now_ms) {
+        if b.pipeline.dry_run || !limits::plain_ok(labels, s, b.limits, b.now_ms) {
             match s.to_owned(labels) {
                 Some(t) => self.owned_series(b, t),
                 // `to_owned` reads what the scanner took (tested in `wire`).
@@ -223,40 +243,80 @@ impl Ingest {
             return;
         }
         let samples = s.samples as usize;
-        let kept = if b.pipeline.rewrites() {
-            let (verdict, changed) = b
-                .pipeline
-                .apply_borrowed(b.tenant, labels, s, &b.cx, &mut b.cow);
-            match (verdict, changed) {
-                (Verdict::Keep, true) => match s.with_labels(&b.cow) {
-                    Some((bytes, hash)) => Ok(Outgoing::built(bytes, hash, samples)),
-                    // `with_labels` takes every plain series (tested in `wire`).
-                    None => Err(Verdict::Reject(Refusal {
-                        reason: "protobuf",
-                        message: "not a remote-write WriteRequest".into(),
-                    })),
-                },
-                (Verdict::Keep, false) => {
-                    Ok(Outgoing::encoded(s.encoded, s.labels_hash(labels), samples))
-                }
-                (v, _) => Err(v),
-            }
-        } else {
-            let hash = s.labels_hash(labels);
+        let pending = if b.pipeline.rewrites() {
             match b
                 .pipeline
-                .apply_unchanged(b.tenant, labels, hash, samples as u64, &b.cx)
+                .rewrite_borrowed(labels, samples as u64, &b.cx, &mut b.cow)
             {
-                Verdict::Keep => Ok(Outgoing::encoded(s.encoded, hash, samples)),
-                v => Err(v),
+                Err(v) => return self.not_kept(b, v),
+                Ok(false) => Pending {
+                    out: Outgoing::encoded(s.encoded, s.labels_hash(labels), samples),
+                    metric: Text::Borrowed(name_of(labels)),
+                },
+                Ok(true) => {
+                    let metric = b
+                        .cow
+                        .iter()
+                        .find(|l| &*l.name == "__name__")
+                        .map_or(Text::Borrowed(""), |l| l.value.clone());
+                    match s.with_labels(&b.cow) {
+                        Some((bytes, hash)) => Pending {
+                            out: Outgoing::built(bytes, hash, samples),
+                            metric,
+                        },
+                        // `with_labels` takes every plain series (tested in `wire`).
+                        None => {
+                            return self.not_kept(
+                                b,
+                                Verdict::Reject(Refusal {
+                                    reason: "protobuf",
+                                    message: "not a remote-write WriteRequest".into(),
+                                }),
+                            );
+                        }
+                    }
+                }
+            }
+        } else {
+            if let Some(v) = b.pipeline.naming(labels, samples as u64, &b.cx) {
+                return self.not_kept(b, v);
+            }
+            Pending {
+                out: Outgoing::encoded(s.encoded, s.labels_hash(labels), samples),
+                metric: Text::Borrowed(name_of(labels)),
             }
         };
-        match kept {
-            Ok(out) => {
-                b.unchanged += usize::from(out.is_encoded());
-                b.kept.push(out);
+        if pending.metric.is_empty() {
+            let v = Verdict::Drop {
+                reason: "relabel_removed_name",
+            };
+            b.pipeline.count(&v, "", samples as u64, &b.cx);
+            return self.not_kept(b, v);
+        }
+        b.pending.push(pending);
+    }
+
+    /// The tracker's admission of every pending series at once, then the rules that follow it.
+    fn admit_pending(&self, b: &mut Batch<'_, '_>) {
+        let pending = std::mem::take(&mut b.pending);
+        let mut admits = Vec::with_capacity(pending.len());
+        b.cx.admit_batch(
+            pending.iter().map(|p| (p.out.hash(), &*p.metric)),
+            b.pipeline.cardinality(),
+            &mut admits,
+        );
+        for (p, admit) in pending.into_iter().zip(admits) {
+            let samples = p.out.samples() as u64;
+            match b
+                .pipeline
+                .after_admission(b.tenant, &p.metric, admit, samples, &b.cx)
+            {
+                Verdict::Keep => {
+                    b.unchanged += usize::from(p.out.is_encoded());
+                    b.kept.push(p.out);
+                }
+                v => self.not_kept(b, v),
             }
-            Err(v) => self.not_kept(b, v),
         }
     }
 

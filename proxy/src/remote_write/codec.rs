@@ -144,8 +144,13 @@ pub fn decompress_into(
             limit: max_decompressed,
         });
     }
-    out.clear();
-    out.resize(claimed, 0);
+    // The decoder writes every byte it returns: a reused buffer is only sized, not zeroed
+    // again (zeroing a request's worth of memory was a twentieth of the ingest path).
+    if out.len() < claimed {
+        out.resize(claimed, 0);
+    } else {
+        out.truncate(claimed);
+    }
     let n = snap::raw::Decoder::new().decompress(body, out)?;
     out.truncate(n);
     Ok(())

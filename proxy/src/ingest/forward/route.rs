@@ -36,8 +36,15 @@ impl Plan {
     }
 }
 
-/// Smallest map size at which delivered entries are pruned.
-const PRUNE_FLOOR: usize = 1 << 16;
+/// Smallest map size at which delivered entries are pruned: small, so that a gateway whose
+/// queues keep up looks its series up in a map that stays in the cache.
+const PRUNE_FLOOR: usize = 1 << 13;
+
+fn least_busy(depth: &[usize], shards: usize) -> usize {
+    (0..shards)
+        .min_by_key(|&s| depth.get(s).copied().unwrap_or(0))
+        .unwrap_or(0)
+}
 
 /// Per destination: the shard and last request (sequence number) of every recently queued
 /// series.
@@ -63,6 +70,10 @@ impl Affinity {
         let shards = oldest.len();
         if shards <= 1 {
             return Plan::Whole(0);
+        }
+        if oldest.iter().all(Option::is_none) {
+            // Nothing queued anywhere (a gateway that keeps up): no series to look up.
+            return Plan::Whole(least_busy(depth, shards));
         }
         let queued_in = |h: &u64| -> Option<usize> {
             let &(shard, seq) = self.series.get(h)?;
