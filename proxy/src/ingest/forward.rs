@@ -70,7 +70,7 @@ impl Destination {
                     .map(|s| s.labels_hash(scanned.labels_of(s)))
                     .collect();
                 last[shard] = Some(seq);
-                affinity.record(&hashes, &Plan::Whole(shard), &last, |_| Some(0));
+                affinity.record(hashes, &Plan::Whole(shard), &last);
                 requests += 1;
             }
         }
@@ -289,7 +289,9 @@ impl Forwarder {
                 }
             }
         }
-        for (d, plan) in self.destinations.iter().zip(&plans) {
+        let mut hashes = Some(hashes);
+        let last_destination = self.destinations.len().saturating_sub(1);
+        for (i, (d, plan)) in self.destinations.iter().zip(&plans).enumerate() {
             let headers: Vec<(HeaderName, HeaderValue)> = match &d.tenant_header {
                 Some(name) => HeaderValue::from_str(&d.tenant_value.replace("{tenant}", tenant))
                     .map(|v| vec![(name.clone(), v)])
@@ -314,9 +316,12 @@ impl Forwarder {
                 last_seq[shard] = Some(delivery.try_enqueue(payloads)?);
             }
             if d.shards.len() > 1 {
-                lock(&d.affinity).record(&hashes, plan, &last_seq, |s| {
-                    d.shards.get(s).and_then(|(_, q)| q.oldest_queued())
-                });
+                let mine = if i == last_destination {
+                    hashes.take()
+                } else {
+                    hashes.clone()
+                };
+                lock(&d.affinity).record(mine.unwrap_or_default(), plan, &last_seq);
             }
         }
         Ok(count)

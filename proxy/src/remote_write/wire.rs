@@ -240,12 +240,14 @@ pub fn scan_into<'a>(
     // A series of the usual size is ~300 bytes encoded, a label ~30.
     out.series.reserve(body.len() / 256);
     out.labels.reserve(body.len() / 32);
+    // Where the strings of a series' labels are (see `canonical_labels`), reused per series.
+    let mut spans: Vec<Span> = Vec::with_capacity(32);
     let mut r = Reader { buf: body };
     while !r.buf.is_empty() {
         match r.key()? {
             (1, LEN) => {
                 let encoded = r.bytes()?;
-                let series = scan_series(encoded, &mut out.labels)?;
+                let series = scan_series(encoded, &mut out.labels, &mut spans)?;
                 out.series.push(series);
                 let memory = out.series.len() * std::mem::size_of::<SeriesRef<'_>>()
                     + out.labels.len() * std::mem::size_of::<LabelRef<'_>>();
@@ -263,6 +265,7 @@ pub fn scan_into<'a>(
 fn scan_series<'a>(
     encoded: &'a [u8],
     labels: &mut Vec<LabelRef<'a>>,
+    spans: &mut Vec<Span>,
 ) -> Result<SeriesRef<'a>, NotScanned> {
     let start = labels.len();
     let mut series = SeriesRef {
@@ -274,7 +277,7 @@ fn scan_series<'a>(
         canonical_labels: None,
     };
     // The usual shape first: every label in prost's encoding, then the samples.
-    let leading = canonical_labels(encoded, labels);
+    let leading = canonical_labels(encoded, labels, spans);
     let mut canonical = leading > 0;
     let mut r = Reader {
         buf: &encoded[leading..],
@@ -311,6 +314,9 @@ fn scan_series<'a>(
     }
     Ok(series)
 }
+
+/// Offsets and lengths of a label's name and value within its series.
+type Span = (u32, u32, u32, u32);
 
 /// A length of the fast path: a varint of one byte, or of two in its shortest form (labels
 /// up to 16 KiB). Longer or padded lengths are left to the general path.
@@ -356,24 +362,22 @@ fn canonical_label(buf: &[u8], at: usize) -> Option<(usize, usize, usize, usize,
 /// the general path reads it. When those bytes (keys, lengths and text) are valid UTF-8 as a
 /// whole, as they are whenever every length is under 128, each name and value is a slice of
 /// one validated string: UTF-8 is checked once per series rather than once per string.
-fn canonical_labels<'a>(series: &'a [u8], labels: &mut Vec<LabelRef<'a>>) -> usize {
-    // One pass over the structure, remembering where the strings are; more labels than this
-    // are left to the general path.
-    const MAX: usize = 64;
+fn canonical_labels<'a>(
+    series: &'a [u8],
+    labels: &mut Vec<LabelRef<'a>>,
+    spans: &mut Vec<Span>,
+) -> usize {
+    // One pass over the structure, remembering where the strings are.
     if series.len() > u32::MAX as usize {
         return 0;
     }
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX];
-    let (mut count, mut end) = (0, 0);
-    while count < MAX {
-        let Some((name, n, value, m, next)) = canonical_label(series, end) else {
-            break;
-        };
-        spans[count] = (name as u32, n as u32, value as u32, m as u32);
-        count += 1;
+    spans.clear();
+    let mut end = 0;
+    while let Some((name, n, value, m, next)) = canonical_label(series, end) {
+        spans.push((name as u32, n as u32, value as u32, m as u32));
         end = next;
     }
-    if count == 0 {
+    if spans.is_empty() {
         return 0;
     }
     let region = &series[..end];
@@ -386,8 +390,8 @@ fn canonical_labels<'a>(series: &'a [u8], labels: &mut Vec<LabelRef<'a>>) -> usi
         }
     };
     let before = labels.len();
-    labels.reserve(count);
-    for &(name, n, value, m) in &spans[..count] {
+    labels.reserve(spans.len());
+    for &(name, n, value, m) in spans.iter() {
         match (as_str(name, n), as_str(value, m)) {
             (Some(name), Some(value)) => labels.push(LabelRef { name, value }),
             // Invalid UTF-8: the general path gives up on it and prost words the refusal.

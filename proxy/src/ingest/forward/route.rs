@@ -51,6 +51,9 @@ fn least_busy(depth: &[usize], shards: usize) -> usize {
 #[derive(Debug)]
 pub struct Affinity {
     series: HashMap<u64, (u32, u64), BuildNoHash>,
+    /// Requests recorded but not yet entered in `series`: a request delivered before the next
+    /// one is planned (a gateway whose queues keep up) never is.
+    recent: Vec<(u32, u64, Vec<u64>)>,
     prune_at: usize,
 }
 
@@ -58,32 +61,44 @@ impl Default for Affinity {
     fn default() -> Self {
         Affinity {
             series: HashMap::default(),
+            recent: Vec::new(),
             prune_at: PRUNE_FLOOR,
         }
     }
 }
 
+fn queued(oldest: &[Option<u64>], shard: u32, seq: u64) -> bool {
+    oldest
+        .get(shard as usize)
+        .copied()
+        .flatten()
+        .is_some_and(|o| o <= seq)
+}
+
 impl Affinity {
     /// The plan for a request of series `hashes`. `oldest[s]` is shard `s`'s oldest queued
     /// sequence number, `depth[s]` its queue depth.
-    pub fn plan(&self, hashes: &[u64], oldest: &[Option<u64>], depth: &[usize]) -> Plan {
+    pub fn plan(&mut self, hashes: &[u64], oldest: &[Option<u64>], depth: &[usize]) -> Plan {
         let shards = oldest.len();
         if shards <= 1 {
             return Plan::Whole(0);
         }
+        // Recent requests still queued become entries; the delivered ones are forgotten.
+        for (shard, seq, recent) in std::mem::take(&mut self.recent) {
+            if queued(oldest, shard, seq) {
+                for h in recent {
+                    self.series.insert(h, (shard, seq));
+                }
+            }
+        }
+        self.prune(|s| oldest.get(s).copied().flatten());
         if oldest.iter().all(Option::is_none) {
             // Nothing queued anywhere (a gateway that keeps up): no series to look up.
             return Plan::Whole(least_busy(depth, shards));
         }
         let queued_in = |h: &u64| -> Option<usize> {
             let &(shard, seq) = self.series.get(h)?;
-            let shard = shard as usize;
-            oldest
-                .get(shard)
-                .copied()
-                .flatten()
-                .is_some_and(|o| o <= seq)
-                .then_some(shard)
+            queued(oldest, shard, seq).then_some(shard as usize)
         };
         let mut holder: Option<usize> = None;
         let mut split = false;
@@ -101,12 +116,7 @@ impl Affinity {
         }
         if !split {
             // The shard that holds some of these series, else the least busy one.
-            let shard = holder.unwrap_or_else(|| {
-                (0..shards)
-                    .min_by_key(|&s| depth.get(s).copied().unwrap_or(0))
-                    .unwrap_or(0)
-            });
-            return Plan::Whole(shard);
+            return Plan::Whole(holder.unwrap_or_else(|| least_busy(depth, shards)));
         }
         Plan::Split(
             hashes
@@ -118,35 +128,37 @@ impl Affinity {
 
     /// Record where the request went: series `i` (hash `hashes[i]`) in shard
     /// `plan.shard_of(i)`, whose request holding it has sequence number `last_seq[shard]`.
-    pub fn record(
-        &mut self,
-        hashes: &[u64],
-        plan: &Plan,
-        last_seq: &[Option<u64>],
-        oldest: impl Fn(usize) -> Option<u64>,
-    ) {
-        for (i, h) in hashes.iter().enumerate() {
-            let shard = plan.shard_of(i);
-            if let Some(Some(seq)) = last_seq.get(shard) {
-                self.series.insert(*h, (shard as u32, *seq));
+    pub fn record(&mut self, hashes: Vec<u64>, plan: &Plan, last_seq: &[Option<u64>]) {
+        match plan {
+            Plan::Whole(shard) => {
+                if let Some(Some(seq)) = last_seq.get(*shard) {
+                    self.recent.push((*shard as u32, *seq, hashes));
+                }
+            }
+            Plan::Split(_) => {
+                for (i, h) in hashes.iter().enumerate() {
+                    let shard = plan.shard_of(i);
+                    if let Some(Some(seq)) = last_seq.get(shard) {
+                        self.series.insert(*h, (shard as u32, *seq));
+                    }
+                }
             }
         }
-        if self.series.len() > self.prune_at {
-            let oldest: Vec<Option<u64>> = (0..last_seq.len()).map(oldest).collect();
-            self.series.retain(|_, (shard, seq)| {
-                oldest
-                    .get(*shard as usize)
-                    .copied()
-                    .flatten()
-                    .is_some_and(|o| o <= *seq)
-            });
-            self.prune_at = (self.series.len() * 2).max(PRUNE_FLOOR);
+    }
+
+    /// Forget the entries of delivered requests once the map has doubled.
+    fn prune(&mut self, oldest: impl Fn(usize) -> Option<u64>) {
+        if self.series.len() <= self.prune_at {
+            return;
         }
+        self.series
+            .retain(|_, (shard, seq)| oldest(*shard as usize).is_some_and(|o| o <= *seq));
+        self.prune_at = (self.series.len() * 2).max(PRUNE_FLOOR);
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.series.len() + self.recent.iter().map(|r| r.2.len()).sum::<usize>()
     }
 }
 
@@ -159,7 +171,7 @@ mod tests {
         let mut a = Affinity::default();
         // Nothing queued: the least busy shard.
         assert_eq!(a.plan(&[1, 2, 3], &[None, None], &[3, 1]), Plan::Whole(1));
-        a.record(&[1, 2, 3], &Plan::Whole(1), &[None, Some(10)], |_| None);
+        a.record(vec![1, 2, 3], &Plan::Whole(1), &[None, Some(10)]);
         // Still queued in shard 1 (its oldest is 10): the next request with series 2 follows,
         // even if shard 0 is idle.
         assert_eq!(a.plan(&[2, 4], &[None, Some(10)], &[0, 5]), Plan::Whole(1));
@@ -170,31 +182,44 @@ mod tests {
     #[test]
     fn series_queued_in_two_shards_split_the_request() {
         let mut a = Affinity::default();
-        a.record(&[1], &Plan::Whole(0), &[Some(5), None], |_| None);
-        a.record(&[2], &Plan::Whole(1), &[None, Some(7)], |_| None);
+        a.record(vec![1], &Plan::Whole(0), &[Some(5), None]);
+        a.record(vec![2], &Plan::Whole(1), &[None, Some(7)]);
         let plan = a.plan(&[1, 2, 9, 10], &[Some(5), Some(7)], &[1, 1]);
         // Each queued series stays where it is; the others by their hash.
         assert_eq!(plan, Plan::Split(vec![0, 1, 1, 0]));
+        // Where a split request went is recorded per series.
+        a.record(vec![1, 2, 9, 10], &plan, &[Some(8), Some(9)]);
+        assert_eq!(
+            a.plan(&[9], &[Some(5), Some(7)], &[0, 0]),
+            Plan::Whole(1),
+            "series 9 waits in shard 1"
+        );
     }
 
     #[test]
-    fn delivered_entries_are_pruned() {
+    fn delivered_requests_are_forgotten() {
         let mut a = Affinity::default();
-        let hashes: Vec<u64> = (0..PRUNE_FLOOR as u64 + 10).collect();
-        a.record(&hashes, &Plan::Whole(0), &[Some(1), None], |_| Some(1));
-        // Everything still queued: nothing pruned.
+        let hashes: Vec<u64> = (0..PRUNE_FLOOR as u64 * 3).collect();
+        a.record(hashes.clone(), &Plan::Whole(0), &[Some(1), None]);
+        // Delivered before the next plan: never entered in the map.
+        a.plan(&[1], &[None, None], &[0, 0]);
+        assert_eq!(a.len(), 0);
+        // Still queued at the next plan: entered, kept while queued, pruned once delivered.
+        a.record(hashes.clone(), &Plan::Whole(0), &[Some(2), None]);
+        a.plan(&[1], &[Some(2), None], &[1, 0]);
         assert_eq!(a.len(), hashes.len());
-        let more: Vec<u64> = (1_000_000..1_000_000 + PRUNE_FLOOR as u64 * 2).collect();
-        a.record(&more, &Plan::Whole(1), &[None, Some(3)], |s| {
-            // Shard 0 delivered everything up to 1; shard 1 holds 3.
-            if s == 0 { Some(2) } else { Some(3) }
-        });
-        assert_eq!(a.len(), more.len());
+        // Shard 0's request delivered: its series go wherever is least busy again.
+        assert_eq!(a.plan(&[1], &[Some(3), None], &[5, 0]), Plan::Whole(1));
+        // And once the map has doubled, their entries are pruned.
+        let more: Vec<u64> = (1 << 40..(1 << 40) + PRUNE_FLOOR as u64 * 6).collect();
+        a.record(more.clone(), &Plan::Whole(1), &[None, Some(4)]);
+        a.plan(&[1], &[Some(3), Some(4)], &[5, 1]);
+        assert_eq!(a.len(), more.len(), "only the queued request's series are left");
     }
 
     #[test]
     fn one_shard_needs_no_bookkeeping() {
-        let a = Affinity::default();
+        let mut a = Affinity::default();
         assert_eq!(a.plan(&[1, 2], &[Some(0)], &[9]), Plan::Whole(0));
     }
 }
