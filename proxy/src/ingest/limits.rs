@@ -203,7 +203,9 @@ pub fn plain_ok(
     let horizon = now_ms.saturating_add(limits.max_future.as_millis() as i64);
     labels.len() <= limits.max_labels_per_series
         && series.max_timestamp <= horizon
-        && labels.windows(2).all(|w| w[0].name < w[1].name)
+        && labels
+            .windows(2)
+            .all(|w| wire::cmp_short(w[0].name.as_bytes(), w[1].name.as_bytes()).is_lt())
         && labels.iter().all(|l| {
             !l.name.is_empty()
                 && l.name.len() <= limits.max_label_name_length
@@ -313,7 +315,7 @@ pub fn check_series(
 pub fn metric_name<L: LabelPair>(labels: &[L]) -> &str {
     labels
         .iter()
-        .find(|l| l.name() == "__name__")
+        .find(|l| wire::eq_short(l.name().as_bytes(), b"__name__"))
         .map_or("", |l| l.value())
 }
 

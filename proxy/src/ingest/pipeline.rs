@@ -19,7 +19,7 @@ use crate::config::ingest::{
 };
 use crate::relabel::{CowLabel, LabelSet, RelabelMemo, RelabelProgram};
 use crate::remote_write::TimeSeries;
-use crate::remote_write::wire::{LabelPair, LabelRef};
+use crate::remote_write::wire::{LabelPair, LabelRef, eq_short};
 
 /// What happens to one series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub struct Context<'a> {
     /// Accepted samples of the metric of the last series (series come grouped by metric), then
     /// per metric.
     last_metric: RefCell<(String, u64)>,
-    samples: RefCell<HashMap<String, u64>>,
+    samples: RefCell<HashMap<String, u64, foldhash::fast::RandomState>>,
     /// Dropped series by metric, then (reason, dry run).
     drops: RefCell<HashMap<String, Vec<DropCount>>>,
 }
@@ -101,7 +101,7 @@ impl<'a> Context<'a> {
             wall: SystemTime::now(),
             memo: RefCell::new(RelabelMemo::default()),
             last_metric: RefCell::new((String::new(), 0)),
-            samples: RefCell::new(HashMap::new()),
+            samples: RefCell::new(HashMap::default()),
             drops: RefCell::new(HashMap::new()),
         }
     }
@@ -135,14 +135,23 @@ impl<'a> Context<'a> {
 
     fn count_samples(&self, metric: &str, samples: u64) {
         let mut last = self.last_metric.borrow_mut();
-        if last.0 == metric {
+        if eq_short(last.0.as_bytes(), metric.as_bytes()) {
             last.1 += samples;
             return;
         }
-        let (name, n) = std::mem::replace(&mut *last, (metric.to_owned(), samples));
-        if n > 0 {
-            *self.samples.borrow_mut().entry(name).or_default() += n;
+        if last.1 > 0 {
+            let mut tally = self.samples.borrow_mut();
+            match tally.get_mut(last.0.as_str()) {
+                Some(n) => *n += last.1,
+                None => {
+                    tally.insert(last.0.clone(), last.1);
+                }
+            }
         }
+        // The name's buffer is reused: no allocation per change of metric.
+        last.0.clear();
+        last.0.push_str(metric);
+        last.1 = samples;
     }
 }
 

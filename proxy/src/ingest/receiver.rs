@@ -17,7 +17,7 @@ use super::pipeline::{Context, TenantPipeline, Verdict};
 use crate::config::ingest::IngestLimits;
 use crate::relabel::{CowLabel, Text};
 use crate::remote_write::TimeSeries;
-use crate::remote_write::wire::{LabelRef, SeriesRef};
+use crate::remote_write::wire::{LabelRef, SeriesRef, eq_short};
 use crate::telemetry::{CodeLabels, DropLabels, ReasonLabels};
 
 /// The answer to a sender.
@@ -62,7 +62,7 @@ struct Batch<'r, 'a> {
 fn name_of<'a>(labels: &[LabelRef<'a>]) -> &'a str {
     labels
         .iter()
-        .find(|l| l.name == "__name__")
+        .find(|l| eq_short(l.name.as_bytes(), b"__name__"))
         .map_or("", |l| l.value)
 }
 

@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use crate::remote_write::Label;
-use crate::remote_write::wire::LabelPair;
+use crate::remote_write::wire::{LabelPair, cmp_short};
 
 /// A label set sorted by name that the engine reads and edits in place.
 pub trait LabelSet {
@@ -39,7 +39,7 @@ pub trait LabelSet {
             // full comparison.
             let order = match (here.as_bytes().first().copied(), first) {
                 (Some(a), Some(b)) if a != b => a.cmp(&b),
-                _ => short_cmp(here.as_bytes(), name.as_bytes()),
+                _ => cmp_short(here.as_bytes(), name.as_bytes()),
             };
             match order {
                 std::cmp::Ordering::Less => lo = mid + 1,
@@ -74,21 +74,6 @@ pub trait LabelSet {
             Err(i) => self.insert_at(i, name, value),
         }
     }
-}
-
-/// Byte order of two strings, inline for short ones (label names are) rather than a call to
-/// `memcmp`.
-#[inline]
-fn short_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    if a.len() > 32 || b.len() > 32 {
-        return a.cmp(b);
-    }
-    for (x, y) in a.iter().zip(b) {
-        if x != y {
-            return x.cmp(y);
-        }
-    }
-    a.len().cmp(&b.len())
 }
 
 impl LabelSet for Vec<Label> {

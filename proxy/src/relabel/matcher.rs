@@ -13,6 +13,7 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Dot, Hir, HirKind};
 
 use super::goregex;
+use crate::remote_write::wire::eq_short;
 
 /// A compiled, anchored regex, with fast paths for the default `(.*)` and plain literals.
 #[derive(Debug, Clone)]
@@ -62,22 +63,10 @@ impl StringSet {
 
     fn contains(&self, v: &str) -> bool {
         match self {
-            StringSet::List(l) => l.iter().any(|x| short_eq(x.as_bytes(), v.as_bytes())),
+            StringSet::List(l) => l.iter().any(|x| eq_short(x.as_bytes(), v.as_bytes())),
             StringSet::Hashed(h) => h.contains(v),
         }
     }
-}
-
-/// Equality without a call to `memcmp` for the short strings label names and values mostly are.
-#[inline]
-fn short_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    if a.len() > 16 {
-        return a == b;
-    }
-    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Largest finite language matched as a set (`[a-z][a-z]` is 676 strings: too many).
@@ -143,11 +132,11 @@ impl Shape {
         let b = v.as_bytes();
         self.prefixes
             .iter()
-            .any(|p| b.len() >= p.len() && short_eq(&b[..p.len()], p.as_bytes()))
+            .any(|p| b.len() >= p.len() && eq_short(&b[..p.len()], p.as_bytes()))
             || self
                 .suffixes
                 .iter()
-                .any(|s| b.len() >= s.len() && short_eq(&b[b.len() - s.len()..], s.as_bytes()))
+                .any(|s| b.len() >= s.len() && eq_short(&b[b.len() - s.len()..], s.as_bytes()))
             || self.infixes.iter().any(|i| v.contains(i.as_str()))
     }
 }

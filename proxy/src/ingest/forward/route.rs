@@ -214,7 +214,11 @@ mod tests {
         let more: Vec<u64> = (1 << 40..(1 << 40) + PRUNE_FLOOR as u64 * 6).collect();
         a.record(more.clone(), &Plan::Whole(1), &[None, Some(4)]);
         a.plan(&[1], &[Some(3), Some(4)], &[5, 1]);
-        assert_eq!(a.len(), more.len(), "only the queued request's series are left");
+        assert_eq!(
+            a.len(),
+            more.len(),
+            "only the queued request's series are left"
+        );
     }
 
     #[test]
