@@ -1,13 +1,14 @@
-//! `cargo xtask bench [ingest|read|rewrite|collector|memory|all]`: every performance figure of
-//! the proxy, measured in one run beside its peers (vmagent, vmauth) on the harness copied into
-//! `bench/harness/`, printed as one table and written to `docs/benchmarks.md`.
+//! `cargo xtask bench [ingest|read|rewrite|collector|memory|scale|all]`: every performance
+//! figure of the proxy, measured in one run beside its peers (vmagent, vmauth) on the harness
+//! copied into `bench/harness/`, printed as one table and written to `docs/benchmarks.md`.
 //!
 //! This module owns the command line, the scenario order, the result rows and the table; the
 //! submodules own the setup ([`env`]), the criterion/example scenarios ([`micro`]), the memory
-//! scenario ([`memory`]) and the load scenarios through the harness ([`load`], [`read`]). A scenario that
-//! cannot run (a tool can't be fetched, a process doesn't start) becomes a row that says so; the
-//! others still run. Benchmarks are measurements, never assertions: the command fails only when
-//! it could not run at all.
+//! scenario ([`memory`]), the load scenarios through the harness ([`load`], [`read`]) and the
+//! growth table ([`scale`]). A scenario that cannot run (a tool can't be fetched, a process
+//! doesn't start) becomes a row that says why; the others still run, and the command then exits
+//! 1 naming every figure it could not measure. Missing a target is reported in the table, not
+//! by the exit code: benchmarks are measurements, never assertions.
 
 mod env;
 mod load;
