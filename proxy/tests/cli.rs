@@ -198,3 +198,73 @@ fn every_overlay_config_passes_check_config() {
         "expected the kind, stage and prod configs, checked {checked}"
     );
 }
+
+/// Kills the serving binary when the test ends, passed or not.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary turns transparent huge pages off for itself (mimalloc would ask for them, and
+/// large answers would fault in whole zeroed 2 MiB pages): `/proc/<pid>/status` of the running
+/// server says `THP_enabled: 0`, while this test process, which did not, says 1.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    let thp = |pid: u32| -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_string())
+    };
+    let Some(own) = thp(std::process::id()) else {
+        eprintln!("this kernel's /proc/<pid>/status has no THP_enabled line; nothing to check");
+        return;
+    };
+    assert_eq!(
+        own, "1",
+        "the test process itself must start with THP allowed"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), GOOD);
+    // Ephemeral ports on two loopback addresses, so the listeners can't clash.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "listen: \"127.0.0.1:1\", admin_listen: \"127.0.0.1:2\"",
+        "listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.2:0\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut serving = Serving(
+        binary()
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = serving.0.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seen = loop {
+        if let Some(status) = serving.0.try_wait().unwrap() {
+            panic!("the server exited early: {status}");
+        }
+        match thp(pid) {
+            Some(v) if v == "0" => break v,
+            other if std::time::Instant::now() > deadline => {
+                panic!("THP_enabled of the server is {other:?}, not 0")
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    assert_eq!(seen, "0");
+    assert!(
+        serving.0.try_wait().unwrap().is_none(),
+        "the server still runs"
+    );
+}
