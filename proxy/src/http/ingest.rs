@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::AppState;
-use super::params::Params;
+use crate::auth::{HeaderError, header_value};
+use crate::error::ApiError;
 use crate::ingest::analytics::TopBy;
 use crate::telemetry::CodeLabels;
 
@@ -64,36 +65,32 @@ async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (Status
     let tenant = if runtime.auth.is_bearer() {
         runtime
             .auth
-            .identify(headers, &Params::default())
+            .identify(headers, None)
             .await
-            .map_err(|e| (e.to_api_error().status, e.to_string()))?
+            .map_err(|e| (ApiError::from(&e).status, e.to_string()))?
     } else {
-        let mut values = headers.get_all(config.tenant_header.as_str()).iter();
-        match (values.next(), values.next()) {
-            (Some(_), Some(_)) => {
+        let name = config.tenant_header.as_str();
+        match header_value(headers, name) {
+            Err(HeaderError::Duplicate) => {
                 return Err((
                     StatusCode::BAD_REQUEST,
-                    format!("{} given more than once", config.tenant_header),
+                    format!("{name} given more than once"),
                 ));
             }
-            (Some(v), None) => v
-                .to_str()
-                .map_err(|_| {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("{} is not readable text", config.tenant_header),
-                    )
-                })?
-                .trim()
-                .to_string(),
-            _ => match &config.default_tenant {
+            Err(HeaderError::Malformed) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} is not readable text"),
+                ));
+            }
+            Ok(Some(value)) => value.to_string(),
+            Ok(None) => match &config.default_tenant {
                 Some(t) => t.clone(),
                 None => {
                     return Err((
                         StatusCode::UNAUTHORIZED,
                         format!(
-                            "no tenant: set the {} header (no default tenant is configured)",
-                            config.tenant_header
+                            "no tenant: set the {name} header (no default tenant is configured)"
                         ),
                     ));
                 }
@@ -114,7 +111,7 @@ async fn write(
     if !ingest.enabled() {
         // Like every other path this gateway does not serve.
         count(&state, StatusCode::FORBIDDEN);
-        return crate::error::ApiError::forbidden(format!(
+        return ApiError::forbidden(format!(
             "{} is not served: remote write is not enabled on this gateway (ingest.enabled: false)",
             uri.path()
         ))
@@ -196,7 +193,7 @@ struct TopParams {
 async fn top(State(state): State<AppState>, Query(p): Query<TopParams>) -> Response {
     let by = match p.by.as_deref().unwrap_or("series").parse::<TopBy>() {
         Ok(b) => b,
-        Err(e) => return crate::error::ApiError::bad_data(e).into_response(),
+        Err(e) => return ApiError::bad_data(e).into_response(),
     };
     let limit = p.limit.unwrap_or(20).min(1000);
     let entries = state

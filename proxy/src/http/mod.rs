@@ -10,6 +10,7 @@ pub mod metadata;
 pub mod observe;
 pub mod params;
 pub mod prom_api;
+mod refusal;
 pub mod reload;
 pub mod rules;
 pub mod server;
@@ -27,10 +28,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+pub(crate) use refusal::Refusal;
 pub use server::{RunningProxy, StartOptions, serve, start, start_with};
 pub use settings::{RuntimeSettings, SettingsError};
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::Authenticator;
 use crate::backend::BackendPool;
 use crate::collector::Collector;
 use crate::config::Config;
@@ -342,9 +344,10 @@ impl AppState {
         params: &Params,
     ) -> Result<Arc<Tenant>, Refusal> {
         let metrics = &self.inner.metrics;
+        let param = runtime.auth.tenant_param().and_then(|p| params.get(p));
         let namespace = runtime
             .auth
-            .identify(headers, params)
+            .identify(headers, param)
             .await
             .map_err(|error| {
                 Metrics::inc_reason(&metrics.auth_failures, error.reason());
@@ -374,34 +377,6 @@ impl AppState {
             .into());
         }
         Ok(tenant)
-    }
-}
-
-/// Why a request is answered by the proxy itself (never forwarded).
-#[derive(Debug)]
-pub(crate) enum Refusal {
-    Auth(AuthError),
-    Api(ApiError),
-}
-
-impl From<ApiError> for Refusal {
-    fn from(error: ApiError) -> Self {
-        Refusal::Api(error)
-    }
-}
-
-impl From<AuthError> for Refusal {
-    fn from(error: AuthError) -> Self {
-        Refusal::Auth(error)
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Auth(error) => error.into_response(),
-            Refusal::Api(error) => error.into_response(),
-        }
     }
 }
 
