@@ -18,10 +18,10 @@ use super::shape::{ShapeStats, Shaper};
 use super::source::{self, Opened, Upstream, Window};
 use super::state::StateDir;
 use super::stream::ReadStats;
-use super::target::{self, Endpoint, FetchedSecrets, FileSecrets, SecretLookup};
+use super::target::{self, FetchedSecrets, FileSecrets, SecretLookup};
 use crate::backend::health::rfc3339;
 use crate::config::RemoteWriteConfig;
-use crate::delivery::{Delivery, DeliverySettings, Payload};
+use crate::delivery::{Delivery, DeliverySettings, Endpoint, Payload};
 use crate::relabel::RelabelProgram;
 use crate::remote_write::{TimeSeries, encode_series};
 

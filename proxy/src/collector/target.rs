@@ -10,45 +10,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::pushgateway::group_path;
 use crate::config::RemoteWriteConfig;
-use crate::tenant::crd::{RemoteWriteSpec, SecretKeyRef, TargetType, TlsConfig};
+use crate::delivery::{Endpoint, Protocol};
+use crate::tenant::crd::{RemoteWriteSpec, SecretKeyRef, TargetType};
 
 /// The tenant header a multi-tenant store (Mimir, Cortex, Thanos receive) files writes under.
 /// The proxy always sets it to the CR's namespace; a CR can't set it.
 pub const TENANT_HEADER: &str = "X-Scope-OrgID";
-
-/// How an endpoint is written to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// Snappy protobuf POST, every sample.
-    RemoteWrite,
-    /// Text exposition PUT of the latest values (replaces the group).
-    Pushgateway,
-}
-
-/// One place a CR's series are written to.
-#[derive(Clone)]
-pub struct Endpoint {
-    /// Stable name within the CR: `prometheus`, `prometheus-<sts>-<i>`, `pushgateway`,
-    /// `remote_write`.
-    pub name: String,
-    pub url: String,
-    pub protocol: Protocol,
-    /// Sent with every request: credentials, the CR's headers, the tenant header.
-    pub headers: HeaderMap,
-    pub tls: Option<TlsConfig>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    // Headers hold credentials: never print them.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("name", &self.name)
-            .field("url", &self.url)
-            .field("protocol", &self.protocol)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Where a CR's Secret values come from while its endpoints are built.
 pub trait SecretLookup {
