@@ -28,6 +28,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod k8s;
+pub mod names;
 pub mod promql;
 pub mod relabel;
 pub mod remote_write;

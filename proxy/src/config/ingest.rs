@@ -276,7 +276,7 @@ impl IngestConfig {
             }
         }
         if let Some(t) = &self.default_tenant
-            && let Err(e) = crate::tenant::validate_tenant_id(t)
+            && let Err(e) = crate::names::validate_tenant_id(t)
         {
             p.push(format!("ingest.default_tenant: {e}"));
         }

@@ -97,7 +97,7 @@ async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (Status
             },
         }
     };
-    crate::tenant::validate_tenant_id(&tenant).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    crate::names::validate_tenant_id(&tenant).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     Ok(tenant)
 }
 

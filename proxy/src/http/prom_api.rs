@@ -15,6 +15,7 @@ use super::params::{self, MATCH, Params};
 use super::{AppState, Refusal, Runtime, metadata};
 use crate::backend::{UpstreamRequest, UpstreamResponse};
 use crate::error::ApiError;
+use crate::names::is_legacy_label_name;
 use crate::promql::{EnforceError, EnforceLimits};
 use crate::telemetry::Metrics;
 use crate::tenant::Tenant;
@@ -253,7 +254,8 @@ async fn label_values(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    if !is_label_name(&name) {
+    // The name goes into the upstream path.
+    if !is_legacy_label_name(&name) {
         let shown: String = name.chars().take(100).collect();
         return bad_request(
             &state,
@@ -269,13 +271,4 @@ async fn label_values(
 async fn federate(State(state): State<AppState>, request: Request) -> Response {
     let path = "/federate".to_string();
     match_endpoint(state, request, Method::GET, path, &[], true).await
-}
-
-/// Prometheus' (2.x) label name syntax: the name goes into the upstream path.
-pub fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
