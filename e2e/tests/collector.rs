@@ -635,7 +635,7 @@ fn relabel_parity(env: &Env) -> Result<()> {
     let camel = PROMETHEUS_RELABEL_RULES
         .replace("source_labels", "sourceLabels")
         .replace("target_label", "targetLabel");
-    let rules: Vec<proxy::tenant::crd::RelabelConfig> = serde_saphyr::from_str(&camel)?;
+    let rules: Vec<proxy::relabel::RelabelConfig> = serde_saphyr::from_str(&camel)?;
     let program =
         proxy::relabel::RelabelProgram::compile(&rules).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut ours = BTreeSet::new();

@@ -6,9 +6,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{ACTIONS, Action, Matcher, RelabelError, RelabelProgram, RelabelRule, Template};
+use super::{
+    ACTIONS, Action, Matcher, RelabelConfig, RelabelError, RelabelProgram, RelabelRule, Template,
+};
 use crate::names::is_legacy_label_name;
-use crate::tenant::crd::RelabelConfig;
 
 const DEFAULT_SEPARATOR: &str = ";";
 const DEFAULT_REPLACEMENT: &str = "$1";
