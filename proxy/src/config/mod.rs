@@ -227,7 +227,7 @@ pub struct RemoteWriteConfig {
     pub max_window: Duration,
     /// `remote_read` (`/api/v1/read`, the default) or `query` (range selectors through
     /// `/api/v1/query`, for sources without remote read).
-    pub collection_method: crate::collector::source::Method,
+    pub collection_method: CollectionMethod,
     /// Read through this URL (a prom-label-proxy in front of infrastructure Prometheus) instead
     /// of the backend group, always with `query` (prom-label-proxy has no remote read); the
     /// tenant goes in `prom_label_proxy_header`.
@@ -268,6 +268,19 @@ pub struct RemoteWriteConfig {
     /// On shutdown, queues get this long to drain.
     #[serde(with = "duration::serde_duration")]
     pub shutdown_grace: Duration,
+}
+
+/// How the collector reads samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectionMethod {
+    /// `/api/v1/read`: raw samples, staleness markers included, one request per window.
+    #[default]
+    RemoteRead,
+    /// `/api/v1/query` with `{clause}[<window>ms]` at the window's end: raw samples too (range
+    /// selectors return them unchanged), one request per clause; staleness markers are not
+    /// returned, so only the collector's own markers reach the target.
+    Query,
 }
 
 impl Default for RemoteWriteConfig {

@@ -151,6 +151,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_config_without_auth_mode_is_refused() {
+        // A config built in code (not read from a file, which checks it) can't be run either.
+        let e = RuntimeSettings::from_config(&Config::default()).unwrap_err();
+        assert!(e.to_string().starts_with("auth.mode is not set"), "{e}");
+    }
+
+    #[test]
     fn converts_every_section() {
         let config = Config::from_yaml(
             r#"
