@@ -254,9 +254,10 @@ impl Runner {
             directory: s.config.secrets_directory.clone(),
         };
         let fetched;
-        let secrets: &dyn SecretLookup = match s.inputs.kube_secrets() {
-            Some(kube) => {
-                fetched = FetchedSecrets::fetch(&kube, &ns, rw, &s.config.allowed_urls).await;
+        let secrets: &dyn SecretLookup = match s.inputs.secrets() {
+            Some(source) => {
+                fetched =
+                    FetchedSecrets::fetch(source.as_ref(), &ns, rw, &s.config.allowed_urls).await;
                 &fetched
             }
             None => &files,

@@ -33,6 +33,7 @@ use crate::relabel::RelabelProgram;
 use crate::telemetry::Metrics;
 use crate::tenant::{AccessResource, TenantSnapshot, TenantStore};
 use job::{Job, JobStart};
+use target::SecretSource;
 
 /// How often the tenant store and the settings are compared with the running jobs.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
@@ -42,7 +43,7 @@ pub trait Inputs: Send + Sync + 'static {
     fn config(&self) -> Arc<RemoteWriteConfig>;
     fn backends(&self) -> Arc<BackendPool>;
     /// Kubernetes mode: Secrets come from the API server instead of files.
-    fn kube_secrets(&self) -> Option<Arc<crate::k8s::secrets::KubeSecrets>> {
+    fn secrets(&self) -> Option<Arc<dyn SecretSource>> {
         None
     }
     /// Whether this replica collects the CR `namespace/name` (`k8s::shard`); every CR when

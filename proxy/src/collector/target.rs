@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::pushgateway::group_path;
@@ -22,7 +23,19 @@ pub trait SecretLookup {
     fn get(&self, namespace: &str, secret: &SecretKeyRef) -> Result<String, String>;
 }
 
-/// Secrets read from the API server just before the endpoints are built (Kubernetes mode):
+/// Where Secrets are read from in Kubernetes mode: the API server, through the Kubernetes
+/// module (`k8s::secrets`), which implements this so the collector does not depend on it.
+pub trait SecretSource: Send + Sync {
+    /// The value of `reference.key` in Secret `reference.name` of `namespace`; the error says
+    /// why, never what was found.
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        reference: &'a SecretKeyRef,
+    ) -> BoxFuture<'a, Result<String, String>>;
+}
+
+/// Secrets read from a [`SecretSource`] just before the endpoints are built (Kubernetes mode):
 /// `endpoints` is synchronous, the API call is not.
 #[derive(Default)]
 pub struct FetchedSecrets(BTreeMap<(String, String, String), Result<String, String>>);
@@ -31,7 +44,7 @@ impl FetchedSecrets {
     /// Read every Secret `rw` refers to, from `namespace` only; none for a URL the operator
     /// does not allow (the endpoint is refused anyway).
     pub async fn fetch(
-        secrets: &crate::k8s::secrets::KubeSecrets,
+        secrets: &dyn SecretSource,
         namespace: &str,
         rw: &RemoteWriteSpec,
         allowed_urls: &[String],
@@ -50,7 +63,7 @@ impl FetchedSecrets {
             .into_iter()
             .chain(t.bearer_token_secret.as_ref());
         for r in refs {
-            let value = secrets.get(namespace, r).await;
+            let value = secrets.read(namespace, r).await;
             out.insert(
                 (namespace.to_string(), r.name.clone(), r.key.clone()),
                 value,

@@ -35,6 +35,7 @@ pub use settings::{RuntimeSettings, SettingsError};
 use crate::auth::Authenticator;
 use crate::backend::BackendPool;
 use crate::collector::Collector;
+use crate::collector::target::SecretSource;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::k8s::secrets::KubeSecrets;
@@ -94,7 +95,7 @@ impl Runtime {
 /// whole state (which owns the collector).
 struct CollectorInputs {
     runtime: Arc<ArcSwap<Runtime>>,
-    kube_secrets: Option<Arc<KubeSecrets>>,
+    secrets: Option<Arc<dyn SecretSource>>,
     shard: Option<Arc<Shard>>,
 }
 
@@ -105,8 +106,8 @@ impl crate::collector::Inputs for CollectorInputs {
     fn backends(&self) -> Arc<BackendPool> {
         self.runtime.load().backends.clone()
     }
-    fn kube_secrets(&self) -> Option<Arc<KubeSecrets>> {
-        self.kube_secrets.clone()
+    fn secrets(&self) -> Option<Arc<dyn SecretSource>> {
+        self.secrets.clone()
     }
     fn owns(&self, namespace: &str, name: &str) -> bool {
         self.shard.as_ref().is_none_or(|s| s.owns(namespace, name))
@@ -205,11 +206,11 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         // Kubernetes tenants name Secrets of their namespace: read them from the API server.
-        let kube_secrets = match (&kube, &runtime.load().settings.tenants_dir) {
+        let secrets = match (&kube, &runtime.load().settings.tenants_dir) {
             (Some(client), None) => Some(Arc::new(KubeSecrets::new(
                 client.clone(),
                 runtime.load().settings.kubernetes.secret_cache_ttl,
-            ))),
+            )) as Arc<dyn SecretSource>),
             _ => None,
         };
         let sharding = &runtime.load().settings.kubernetes.sharding;
@@ -224,7 +225,7 @@ impl AppState {
             tenants.clone(),
             Arc::new(CollectorInputs {
                 runtime: runtime.clone(),
-                kube_secrets,
+                secrets,
                 shard: shard.clone(),
             }),
             metrics.clone(),

@@ -2,7 +2,8 @@
 //!
 //! - [`tenants`]: a watcher over `MetricAccess` that fills the tenant store;
 //! - [`status`]: the `status` subresource of each `MetricAccess`;
-//! - [`secrets`]: Secrets of a CR's own namespace, for the collector's credentials;
+//! - [`secrets`]: Secrets of a CR's own namespace, for the collector's credentials (its
+//!   [`SecretSource`](crate::collector::target::SecretSource));
 //! - [`discovery`]: infrastructure Prometheus backends from Services, Pods, Endpoints or
 //!   EndpointSlices;
 //! - [`shard`]: which replica collects which CR (Leases + rendezvous hashing).
