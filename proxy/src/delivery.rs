@@ -23,18 +23,19 @@ pub mod spill;
 pub use payload::Payload;
 use payload::{spill_decode, spill_encode};
 
-use crate::backend::health::{describe, rfc3339};
+use crate::client::describe;
 use crate::remote_write::{
     CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF,
     REMOTE_WRITE_VERSION, REMOTE_WRITE_VERSION_HEADER,
 };
 use crate::telemetry::{DeliveryFamilies, EndpointLabels, EndpointOutcomeLabels};
 use crate::tenant::crd::TlsConfig;
+use crate::time::rfc3339;
 
 /// The HTTP client of tenant targets and ingest destinations: no redirects (a redirect would
 /// send a tenant's series, and credentials, somewhere nobody configured), our user agent.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    crate::backend::install_crypto_provider();
+    crate::client::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!(

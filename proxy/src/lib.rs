@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod client;
 pub mod collector;
 pub mod config;
 pub mod delivery;
@@ -34,3 +35,4 @@ pub mod relabel;
 pub mod remote_write;
 pub mod telemetry;
 pub mod tenant;
+pub mod time;

@@ -116,7 +116,7 @@ async fn start(path: &Path) -> proxy::http::RunningProxy {
 }
 
 fn client() -> reqwest::Client {
-    proxy::backend::install_crypto_provider();
+    proxy::client::install_crypto_provider();
     reqwest::Client::new()
 }
 

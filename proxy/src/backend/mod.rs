@@ -55,12 +55,6 @@ pub enum BackendError {
     Client(String),
 }
 
-/// Install rustls' ring provider once per process (reqwest is built without one).
-pub fn install_crypto_provider() {
-    // Err means another provider is already installed: that's fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The request sent upstream: always built fresh by the proxy from enforced parameters.
 #[derive(Debug, Clone)]
 pub struct UpstreamRequest {
@@ -113,7 +107,7 @@ impl Drop for BackendPool {
 impl BackendPool {
     /// Build the pool; probes start with [`BackendPool::start_probes`].
     pub fn new(settings: BackendSettings, metrics: Arc<Metrics>) -> Result<Self, BackendError> {
-        install_crypto_provider();
+        crate::client::install_crypto_provider();
         let mut groups = Vec::new();
         for group in &settings.groups {
             if group.members.is_empty() {
@@ -338,7 +332,7 @@ impl BackendPool {
             let response = match builder.timeout(remaining).send().await {
                 Ok(response) => response,
                 Err(error) => {
-                    let text = health::describe(&error);
+                    let text = crate::client::describe(&error);
                     let outcome = if error.is_timeout() {
                         "timeout"
                     } else if error.is_connect() {
@@ -470,7 +464,9 @@ impl http_body::Body for Upstream {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Ready(Some(Err(error))) => {
-                return Poll::Ready(Some(Err(std::io::Error::other(health::describe(&error)))));
+                return Poll::Ready(Some(Err(std::io::Error::other(crate::client::describe(
+                    &error,
+                )))));
             }
             Poll::Ready(Some(Ok(frame))) => frame,
         };
@@ -514,7 +510,7 @@ async fn read_reqwest(
             Err(error) => {
                 return Err(ApiError::unavailable(format!(
                     "reading the backend answer failed: {}",
-                    health::describe(&error)
+                    crate::client::describe(&error)
                 )));
             }
         }

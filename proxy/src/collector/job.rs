@@ -19,11 +19,11 @@ use super::source::{self, Opened, Upstream, Window};
 use super::state::StateDir;
 use super::stream::ReadStats;
 use super::target::{self, FetchedSecrets, FileSecrets, SecretLookup};
-use crate::backend::health::rfc3339;
 use crate::config::RemoteWriteConfig;
 use crate::delivery::{Delivery, DeliverySettings, Endpoint, Payload};
 use crate::relabel::RelabelProgram;
 use crate::remote_write::{TimeSeries, encode_series};
+use crate::time::rfc3339;
 
 pub mod output;
 use crate::telemetry::{CycleLabels, EndpointLabels, Metrics, ResourceLabels};

@@ -87,7 +87,7 @@ impl Collector {
         inputs: Arc<dyn Inputs>,
         metrics: Arc<Metrics>,
     ) -> Arc<Collector> {
-        crate::backend::install_crypto_provider();
+        crate::client::install_crypto_provider();
         let collector = Arc::new(Collector {
             tenants,
             inputs,

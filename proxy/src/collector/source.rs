@@ -22,7 +22,7 @@ use query::query_range_selectors;
 
 use super::stream::{RawSeries, ReadStats, ResponseType, SeriesReader};
 use crate::backend::BackendPool;
-use crate::backend::health::describe;
+use crate::client::describe;
 use crate::remote_write::proto::{label_matcher, read_request};
 use crate::remote_write::{
     self, CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF, Label,

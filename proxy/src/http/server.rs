@@ -162,7 +162,7 @@ pub async fn start_with(
     config_path: Option<PathBuf>,
     options: StartOptions,
 ) -> anyhow::Result<RunningProxy> {
-    crate::backend::install_crypto_provider();
+    crate::client::install_crypto_provider();
     for warning in config.unimplemented_settings() {
         tracing::warn!("{warning}");
     }

@@ -28,7 +28,7 @@ mod tests;
 /// The API server of the environment: in-cluster service account, else `KUBECONFIG` or
 /// `~/.kube/config`.
 pub async fn client() -> anyhow::Result<kube::Client> {
-    crate::backend::install_crypto_provider();
+    crate::client::install_crypto_provider();
     kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!(
             "cannot reach the Kubernetes API: {e}; in a pod, mount the service-account token; elsewhere set KUBECONFIG"
@@ -38,7 +38,7 @@ pub async fn client() -> anyhow::Result<kube::Client> {
 
 /// A client for an API server at `url` without credentials (tests, `kubectl proxy`).
 pub fn client_for(url: &str) -> anyhow::Result<kube::Client> {
-    crate::backend::install_crypto_provider();
+    crate::client::install_crypto_provider();
     let uri: http::Uri = url.parse()?;
     let config = kube::Config::new(uri);
     Ok(kube::Client::try_from(config)?)
