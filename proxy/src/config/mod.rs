@@ -157,6 +157,13 @@ pub struct TenantsConfig {
     pub namespaces: Vec<String>,
 }
 
+impl TenantsConfig {
+    /// The namespaces the Kubernetes tenant source watches (`None`: all).
+    pub fn watched_namespaces(&self) -> Option<Vec<String>> {
+        (!self.watch_all_namespaces).then(|| self.namespaces.clone())
+    }
+}
+
 impl Default for TenantsConfig {
     fn default() -> Self {
         Self {

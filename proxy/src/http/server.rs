@@ -194,7 +194,7 @@ pub async fn start_with(
         let task = crate::tenant::source::spawn_file_source(dir, tenants.clone());
         state.set_tenant_source(task);
     }
-    crate::k8s::run::start(&state, &tenants, &config);
+    start_kubernetes(&state, &tenants, &config);
     wait_first_load(&tenants).await;
     let (tx, mut rx) = watch::channel(false);
     let server = tokio::spawn(serve(
@@ -221,6 +221,32 @@ pub async fn start_with(
         server: Some(server),
         sighup,
     })
+}
+
+/// Start what `config` asks of Kubernetes mode, and keep its tasks with the state: they stop
+/// with the proxy. Discovered backends are served from as they are published.
+fn start_kubernetes(state: &AppState, tenants: &Arc<TenantStore>, config: &Config) {
+    let Some(client) = state.kube().cloned() else {
+        return;
+    };
+    let parts = crate::k8s::run::Parts {
+        client,
+        tenants: tenants.clone(),
+        metrics: state.metrics().clone(),
+        collector: state.collector().clone(),
+        shard: state.shard().cloned(),
+    };
+    let started = crate::k8s::run::start(parts, config);
+    if let Some((groups, task)) = started.discovery {
+        state.add_background(task);
+        state.add_background(state.follow_discovered_backends(groups));
+    }
+    if let Some(task) = started.tenant_source {
+        state.set_tenant_source(task);
+    }
+    if let Some(task) = started.status_writer {
+        state.add_background(task);
+    }
 }
 
 async fn wait_first_load(tenants: &TenantStore) {

@@ -58,8 +58,7 @@ impl RuntimeSettings {
             TenantSourceKind::File => Some(config.tenants.directory.clone()),
             TenantSourceKind::Kubernetes => None,
         };
-        let tenant_namespaces =
-            (!config.tenants.watch_all_namespaces).then(|| config.tenants.namespaces.clone());
+        let tenant_namespaces = config.tenants.watched_namespaces();
         let Some(mode) = config.auth.mode else {
             return Err(SettingsError::AuthModeUnset);
         };
