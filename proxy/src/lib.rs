@@ -27,9 +27,12 @@
 //! - [`collector`]: copies tenants' series to their own targets (`remoteWrite` of a CR).
 //! - [`k8s`]: Kubernetes mode: the `MetricAccess` watcher, status writer, Secrets, backend
 //!   discovery, collector sharding.
-//! - [`http`]: the tenant-facing Prometheus API router, the admin listener, and the state that
-//!   starts everything (reload, discovered backends, runtime settings).
+//! - [`http`]: the tenant-facing Prometheus API router and the admin router, their handlers,
+//!   and the one mapping of refusals to status codes and Prometheus' error envelope.
+//! - [`app`]: the composition root: [`app::App`] builds and owns the running proxy (runtime
+//!   settings, reload, discovered backends, background tasks); [`app::start`] runs it.
 
+pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod client;

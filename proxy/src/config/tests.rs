@@ -459,7 +459,7 @@ fn auth_mode_must_be_set_explicitly() {
     let c = Config::from_yaml(&minimal(), "c.yaml").unwrap();
     assert_eq!(c.auth.mode, Some(AuthMode::Header));
     // A config built in code without a mode can't be run either: see
-    // `http::settings::tests::a_config_without_auth_mode_is_refused`.
+    // `app::settings::tests::a_config_without_auth_mode_is_refused`.
 }
 
 #[test]

@@ -10,20 +10,20 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::AppState;
+use crate::app::App;
 use crate::auth::{HeaderError, header_value};
 use crate::error::ApiError;
 use crate::ingest::analytics::TopBy;
 use crate::telemetry::CodeLabels;
 
-pub fn api_routes() -> Router<AppState> {
+pub fn api_routes() -> Router<App> {
     Router::new()
         .route("/api/v1/write", post(write))
         .route("/api/v1/push", post(write))
         .route("/write", post(write))
 }
 
-pub fn admin_routes() -> Router<AppState> {
+pub fn admin_routes() -> Router<App> {
     Router::new()
         .route("/api/v1/governance/top", get(top))
         .route("/api/v1/governance/usage", get(usage))
@@ -46,7 +46,7 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn count(state: &AppState, status: StatusCode) {
+fn count(state: &App, status: StatusCode) {
     state
         .metrics()
         .ingest
@@ -59,7 +59,7 @@ fn count(state: &AppState, status: StatusCode) {
 
 /// The sender's tenant: the bearer token's (auth mode bearer), else the `ingest.tenant_header`,
 /// else `ingest.default_tenant`.
-async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
+async fn tenant(state: &App, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
     let runtime = state.runtime();
     let config = state.ingest().config();
     let tenant = if runtime.auth.is_bearer() {
@@ -102,7 +102,7 @@ async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (Status
 }
 
 async fn write(
-    State(state): State<AppState>,
+    State(state): State<App>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
@@ -190,7 +190,7 @@ struct TopParams {
     limit: Option<usize>,
 }
 
-async fn top(State(state): State<AppState>, Query(p): Query<TopParams>) -> Response {
+async fn top(State(state): State<App>, Query(p): Query<TopParams>) -> Response {
     let by = match p.by.as_deref().unwrap_or("series").parse::<TopBy>() {
         Ok(b) => b,
         Err(e) => return ApiError::bad_data(e).into_response(),
@@ -207,7 +207,7 @@ struct UsageParams {
     tenant: Option<String>,
 }
 
-async fn usage(State(state): State<AppState>, Query(p): Query<UsageParams>) -> Response {
+async fn usage(State(state): State<App>, Query(p): Query<UsageParams>) -> Response {
     let ingest = state.ingest();
     let stats = ingest
         .usage
@@ -222,7 +222,7 @@ async fn usage(State(state): State<AppState>, Query(p): Query<UsageParams>) -> R
     .into_response()
 }
 
-async fn debug(State(state): State<AppState>) -> Response {
+async fn debug(State(state): State<App>) -> Response {
     let ingest = state.ingest();
     Json(serde_json::json!({
         "enabled": ingest.enabled(),

@@ -15,10 +15,11 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use tower::ServiceExt;
 
 use super::*;
+use crate::app::{App, RuntimeSettings};
 use crate::auth::{AuthSettings, TokenSetting, TokenSource};
 use crate::backend::{BackendSettings, GroupSettings};
 use crate::promql::{EnforceLimits, enforce_match_selectors, enforce_query};
-use crate::tenant::{Clause, LabelMatcher, MatchKind, Policy, TenantSnapshot};
+use crate::tenant::{Clause, LabelMatcher, MatchKind, Policy, Tenant, TenantSnapshot, TenantStore};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Recorded {
@@ -224,7 +225,7 @@ pub(crate) fn header_auth() -> AuthSettings {
 
 pub(crate) struct Fixture {
     pub upstream: FakeUpstream,
-    pub state: AppState,
+    pub state: App,
 }
 
 pub(crate) async fn fixture_with(auth: AuthSettings) -> Fixture {
@@ -232,7 +233,7 @@ pub(crate) async fn fixture_with(auth: AuthSettings) -> Fixture {
     let tenants = Arc::new(TenantStore::new());
     tenants.replace(snapshot());
     let state =
-        AppState::from_settings(settings(vec![upstream.url.clone()], auth), tenants, None).unwrap();
+        App::from_settings(settings(vec![upstream.url.clone()], auth), tenants, None).unwrap();
     Fixture { upstream, state }
 }
 

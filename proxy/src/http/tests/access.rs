@@ -212,7 +212,7 @@ async fn metrics_can_be_disabled() {
     let upstream = FakeUpstream::start().await;
     let mut settings = settings(vec![upstream.url.clone()], header_auth());
     settings.metrics_enabled = false;
-    let state = AppState::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
+    let state = App::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
     let answer = call(
         admin_router(state),
         Request::get("/metrics").body(Body::empty()).unwrap(),
@@ -236,7 +236,7 @@ async fn simulated_kubernetes_auth_outage_is_503_never_a_pass() {
     let tenants = Arc::new(TenantStore::new());
     tenants.replace(snapshot());
     let settings = || settings(vec![upstream.url.clone()], kubernetes_auth());
-    let error = AppState::from_settings(settings(), tenants.clone(), None)
+    let error = App::from_settings(settings(), tenants.clone(), None)
         .err()
         .unwrap()
         .to_string();
@@ -245,7 +245,7 @@ async fn simulated_kubernetes_auth_outage_is_503_never_a_pass() {
         "{error}"
     );
     let closed = crate::k8s::client_for("http://127.0.0.1:1").unwrap();
-    let state = AppState::from_settings_with_kube(settings(), tenants, None, Some(closed)).unwrap();
+    let state = App::from_settings_with_kube(settings(), tenants, None, Some(closed)).unwrap();
     let request = Request::get("/api/v1/query?query=up")
         .header("Authorization", "Bearer some-token")
         .body(Body::empty())

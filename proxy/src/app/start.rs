@@ -1,7 +1,7 @@
-//! Running the proxy: bind both listeners, start the tenant source and the backend probes,
-//! serve until shut down. [`start`] is what main.rs and the e2e harness call.
+//! Running the proxy: bind both listeners, start the tenant source, Kubernetes mode and the
+//! backend probes, serve (`crate::http::serve`) until shut down. [`start`] is what main.rs and
+//! the e2e harness call.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::listener::ListenerOptions;
-use super::{AppState, RuntimeSettings, admin_router, api_router};
+use super::{App, RuntimeSettings};
 use crate::config::Config;
+use crate::http::listener::ListenerOptions;
+use crate::http::serve;
 use crate::tenant::TenantStore;
 
 /// How long [`start`] waits for the tenant folder's first load before returning.
@@ -51,7 +52,7 @@ pub struct RunningProxy {
     /// Admin listener (`/metrics`, `/debug/*`, `/-/reload`).
     pub admin_addr: SocketAddr,
     pub tenants: Arc<TenantStore>,
-    pub state: AppState,
+    pub state: App,
     shutdown: Option<watch::Sender<bool>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     sighup: Option<JoinHandle<()>>,
@@ -189,7 +190,7 @@ pub async fn start_with(
         None => None,
     };
     let tenants = Arc::new(TenantStore::new());
-    let state = AppState::from_settings_with_kube(settings, tenants.clone(), config_path, kube)?;
+    let state = App::from_settings_with_kube(settings, tenants.clone(), config_path, kube)?;
     if let Some(dir) = state.runtime().settings.tenants_dir.clone() {
         let task = crate::tenant::source::spawn_file_source(dir, tenants.clone());
         state.set_tenant_source(task);
@@ -225,7 +226,7 @@ pub async fn start_with(
 
 /// Start what `config` asks of Kubernetes mode, and keep its tasks with the state: they stop
 /// with the proxy. Discovered backends are served from as they are published.
-fn start_kubernetes(state: &AppState, tenants: &Arc<TenantStore>, config: &Config) {
+fn start_kubernetes(state: &App, tenants: &Arc<TenantStore>, config: &Config) {
     let Some(client) = state.kube().cloned() else {
         return;
     };
@@ -260,33 +261,8 @@ async fn wait_first_load(tenants: &TenantStore) {
     }
 }
 
-/// Serve the API router on `api` and the admin router on `admin` until `shutdown` resolves,
-/// then drain both.
-pub async fn serve(
-    api: (TcpListener, ListenerOptions),
-    admin: (TcpListener, ListenerOptions),
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let (tx, rx) = watch::channel(());
-    tokio::spawn(async move {
-        shutdown.await;
-        // Dropping the sender wakes every receiver.
-        drop(tx);
-    });
-    let stopped = |mut rx: watch::Receiver<()>| async move { while rx.changed().await.is_ok() {} };
-    let api_server =
-        super::listener::serve(api.0, api_router(state.clone()), api.1, stopped(rx.clone()));
-    let admin_server = super::listener::serve(admin.0, admin_router(state), admin.1, stopped(rx));
-    tokio::try_join!(
-        async { api_server.await.context("API listener failed") },
-        async { admin_server.await.context("admin listener failed") },
-    )?;
-    Ok(())
-}
-
 #[cfg(unix)]
-fn spawn_sighup(state: AppState) -> Option<JoinHandle<()>> {
+fn spawn_sighup(state: App) -> Option<JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -305,6 +281,6 @@ fn spawn_sighup(state: AppState) -> Option<JoinHandle<()>> {
 }
 
 #[cfg(not(unix))]
-fn spawn_sighup(_state: AppState) -> Option<JoinHandle<()>> {
+fn spawn_sighup(_state: App) -> Option<JoinHandle<()>> {
     None
 }

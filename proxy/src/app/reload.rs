@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{AppState, Runtime, RuntimeSettings};
+use super::{App, Runtime, RuntimeSettings};
 use crate::config::Config;
 use crate::telemetry::ResultLabels;
 
@@ -16,7 +16,7 @@ pub enum ReloadError {
     Invalid(String),
 }
 
-impl AppState {
+impl App {
     /// Reload the config file: a bad config is refused and the running one keeps serving; a
     /// good one swaps auth, backends and limits at once. Listen addresses are not rebound.
     pub async fn reload(&self) -> Result<(), ReloadError> {

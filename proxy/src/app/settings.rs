@@ -1,5 +1,5 @@
-//! The settings the HTTP layer runs with, converted from [`crate::config::Config`]: what a
-//! reload swaps.
+//! The settings the proxy runs with, converted from [`crate::config::Config`]: what a reload
+//! swaps.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ pub struct RuntimeSettings {
     pub ingest: Arc<crate::config::ingest::IngestConfig>,
 }
 
-/// A config the HTTP layer can't run with (beyond what `Config` validation catches).
+/// A config the proxy can't run with (beyond what `Config` validation catches).
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("auth.jwt: set exactly one of jwks_file or jwks_url")]

@@ -8,10 +8,10 @@ use std::sync::{Arc, PoisonError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{AppState, Runtime};
+use super::{App, Runtime};
 use crate::backend::{BackendError, BackendPool, GroupSettings};
 
-impl AppState {
+impl App {
     /// Follow `rx` (from [`crate::k8s::discovery::spawn`]): on every change, swap the
     /// backends. Ends when the sender is gone or the state is dropped (the task holds no
     /// strong reference to it).
@@ -26,7 +26,7 @@ impl AppState {
                 let Some(inner) = state.upgrade() else {
                     return;
                 };
-                let state = AppState { inner };
+                let state = App { inner };
                 if let Err(error) = state.use_discovered_backends(groups).await {
                     tracing::warn!(%error, "discovered backends not used, the previous ones keep serving");
                 }
@@ -88,7 +88,7 @@ mod tests {
         }
     }
 
-    async fn wait_for_groups(state: &AppState, expected: &[GroupSettings]) {
+    async fn wait_for_groups(state: &App, expected: &[GroupSettings]) {
         for _ in 0..200 {
             if state.runtime().backends.settings().groups == expected {
                 return;
@@ -103,11 +103,11 @@ mod tests {
 
     #[tokio::test]
     async fn discovered_groups_replace_the_backends_and_keep_settings() {
-        let settings = super::super::tests::settings(
+        let settings = crate::http::tests::settings(
             vec!["http://127.0.0.1:1".into()],
-            super::super::tests::header_auth(),
+            crate::http::tests::header_auth(),
         );
-        let state = AppState::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
+        let state = App::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
         let max_body = state.runtime().settings.max_body_bytes;
         let (tx, rx) = watch::channel(Vec::new());
         let task = state.follow_discovered_backends(rx);
@@ -146,8 +146,7 @@ mod tests {
         std::fs::write(&path, yaml).unwrap();
         let config = crate::config::Config::load(&path).unwrap();
         let settings = super::super::RuntimeSettings::from_config(&config).unwrap();
-        let state =
-            AppState::from_settings(settings, Arc::new(TenantStore::new()), Some(path)).unwrap();
+        let state = App::from_settings(settings, Arc::new(TenantStore::new()), Some(path)).unwrap();
         assert_eq!(state.runtime().backends.settings().groups[0].name, "static");
 
         let discovered = vec![group("infra", &["http://10.0.0.1:9090"])];
