@@ -66,7 +66,8 @@ impl Default for EnforceLimits {
     }
 }
 
-/// Why a query or selector was refused.
+/// Why a query or selector was refused. The HTTP layer answers it (`http::prom_api`): 403 for
+/// [`EnforceError::NoAccess`], 500 for [`EnforceError::Invariant`], 400 for the rest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnforceError {
     #[error("empty query")]
@@ -86,27 +87,6 @@ pub enum EnforceError {
     /// The rewrite broke its own invariant: a bug, answered with 500 and never forwarded.
     #[error("{0}")]
     Invariant(String),
-}
-
-impl EnforceError {
-    /// Prometheus' `errorType` for the envelope: `bad_data` for anything the request did,
-    /// `forbidden` for [`EnforceError::NoAccess`], `internal` for an invariant failure.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            EnforceError::NoAccess => "forbidden",
-            EnforceError::Invariant(_) => "internal",
-            _ => "bad_data",
-        }
-    }
-
-    /// The HTTP status to answer with: 400, 403 (no access) or 500 (invariant).
-    pub fn status_code(&self) -> u16 {
-        match self {
-            EnforceError::NoAccess => 403,
-            EnforceError::Invariant(_) => 500,
-            _ => 400,
-        }
-    }
 }
 
 /// Rewrite a PromQL query so it only touches the policy's series. Returns the printed query.

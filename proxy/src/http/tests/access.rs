@@ -4,6 +4,27 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 
 use super::*;
+use crate::promql::EnforceError;
+
+#[tokio::test]
+async fn enforce_errors_are_answered_with_prometheus_statuses() {
+    let settings = settings(vec!["http://127.0.0.1:1".into()], header_auth());
+    let state = App::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
+    let cases = [
+        (
+            EnforceError::Parse("unexpected end".into()),
+            400,
+            "bad_data",
+        ),
+        (EnforceError::NoAccess, 403, "forbidden"),
+        (EnforceError::Invariant("bug".into()), 500, "internal"),
+    ];
+    for (error, status, kind) in cases {
+        let answer = crate::http::prom_api::enforce_error(&state, error);
+        assert_eq!(answer.status.as_u16(), status, "{answer}");
+        assert_eq!(answer.error_type, kind, "{answer}");
+    }
+}
 
 #[tokio::test]
 async fn tenants_are_authenticated_and_must_exist() {
