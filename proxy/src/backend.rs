@@ -16,7 +16,6 @@ use tokio::time::Instant;
 
 pub use health::{Health, HealthState, Member};
 
-use crate::error::ApiError;
 use crate::telemetry::{BackendLabels, Metrics};
 
 /// Upper bound of an upstream answer passed to a client.
@@ -39,6 +38,21 @@ pub struct BackendSettings {
 pub struct GroupSettings {
     pub name: String,
     pub members: Vec<String>,
+}
+
+/// Why the pool got no answer to pass on. The HTTP layer answers it (`http::refusal`): 503
+/// `unavailable`, 503 `timeout`, 500 `internal`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// No member could answer: none healthy, every one failing, the pool saturated or stopping.
+    #[error("{0}")]
+    Unavailable(String),
+    /// No member answered in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// An answer over the proxy's size limit.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,7 +271,7 @@ impl BackendPool {
 
     /// Send `request` to the read group: round robin over routable members, each tried at
     /// most once, failing over on connection errors, timeouts and 5xx.
-    pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, ApiError> {
+    pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
         let deadline = Instant::now() + self.settings.request_timeout;
         let permit = self.acquire(deadline).await?;
         self.send_with_permit(request, deadline, permit).await
@@ -267,17 +281,19 @@ impl BackendPool {
     pub async fn send_buffered(
         &self,
         request: &UpstreamRequest,
-    ) -> Result<(StatusCode, Option<HeaderValue>, bytes::Bytes), ApiError> {
+    ) -> Result<(StatusCode, Option<HeaderValue>, bytes::Bytes), UpstreamError> {
         let response = self.send(request).await?;
         let bytes = read_body(response.body, MAX_BUFFERED_BYTES).await?;
         Ok((response.status, response.content_type, bytes))
     }
 
-    async fn acquire(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, ApiError> {
+    async fn acquire(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, UpstreamError> {
         match tokio::time::timeout_at(deadline, self.semaphore.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(ApiError::unavailable("backend pool is shutting down")),
-            Err(_) => Err(ApiError::unavailable(format!(
+            Ok(Err(_)) => Err(UpstreamError::Unavailable(
+                "backend pool is shutting down".into(),
+            )),
+            Err(_) => Err(UpstreamError::Unavailable(format!(
                 "too many concurrent requests (limit {}); try again later",
                 self.settings.max_concurrent_requests
             ))),
@@ -289,9 +305,11 @@ impl BackendPool {
         request: &UpstreamRequest,
         deadline: Instant,
         permit: OwnedSemaphorePermit,
-    ) -> Result<UpstreamResponse, ApiError> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let Some(group) = self.groups.first() else {
-            return Err(ApiError::unavailable("no backend group configured"));
+            return Err(UpstreamError::Unavailable(
+                "no backend group configured".into(),
+            ));
         };
         let n = group.members.len();
         let start = group.next.fetch_add(1, Ordering::Relaxed);
@@ -300,12 +318,12 @@ impl BackendPool {
             .filter(|m| m.is_routable())
             .collect();
         if candidates.is_empty() {
-            return Err(ApiError::unavailable(format!(
+            return Err(UpstreamError::Unavailable(format!(
                 "no healthy backend in group {}",
                 group.name
             )));
         }
-        let mut last_failure: Option<ApiError> = None;
+        let mut last_failure: Option<UpstreamError> = None;
         let mut last_5xx: Option<(StatusCode, Option<HeaderValue>, bytes::Bytes, String)> = None;
         for member in candidates {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -345,12 +363,12 @@ impl BackendPool {
                     self.count(&group.name, &member.url, outcome);
                     tracing::warn!(member = %member.url, error = %text, "backend request failed, trying the next member");
                     last_failure = Some(if error.is_timeout() {
-                        ApiError::timeout(format!(
+                        UpstreamError::Timeout(format!(
                             "backend {} did not answer in time ({text})",
                             member.url
                         ))
                     } else {
-                        ApiError::unavailable(format!(
+                        UpstreamError::Unavailable(format!(
                             "no healthy backend in group {}: last error from {}: {text}",
                             group.name, member.url
                         ))
@@ -382,7 +400,7 @@ impl BackendPool {
                 .content_length()
                 .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
             {
-                return Err(ApiError::internal(format!(
+                return Err(UpstreamError::TooLarge(format!(
                     "backend answer is larger than the proxy's limit of {MAX_RESPONSE_BYTES} bytes; narrow the request"
                 )));
             }
@@ -404,7 +422,7 @@ impl BackendPool {
             });
         }
         Err(last_failure.unwrap_or_else(|| {
-            ApiError::timeout(format!(
+            UpstreamError::Timeout(format!(
                 "no backend of group {} answered within {:?}",
                 group.name, self.settings.request_timeout
             ))
@@ -494,13 +512,13 @@ impl http_body::Body for Upstream {
 async fn read_reqwest(
     mut response: reqwest::Response,
     max: usize,
-) -> Result<bytes::Bytes, ApiError> {
+) -> Result<bytes::Bytes, UpstreamError> {
     let mut out = Vec::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if out.len() + chunk.len() > max {
-                    return Err(ApiError::internal(format!(
+                    return Err(UpstreamError::TooLarge(format!(
                         "backend answer is larger than {max} bytes"
                     )));
                 }
@@ -508,7 +526,7 @@ async fn read_reqwest(
             }
             Ok(None) => return Ok(out.into()),
             Err(error) => {
-                return Err(ApiError::unavailable(format!(
+                return Err(UpstreamError::Unavailable(format!(
                     "reading the backend answer failed: {}",
                     crate::client::describe(&error)
                 )));
@@ -518,14 +536,15 @@ async fn read_reqwest(
 }
 
 /// Read an axum body completely, up to `max` bytes.
-pub async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
+pub async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, UpstreamError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::unavailable(format!("backend answer: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| UpstreamError::Unavailable(format!("backend answer: {e}")))?;
         if out.len() + chunk.len() > max {
-            return Err(ApiError::internal(format!(
+            return Err(UpstreamError::TooLarge(format!(
                 "backend answer is larger than {max} bytes"
             )));
         }

@@ -26,8 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tenant", &["config", "names", "relabel"]),
     ("promql", &["names", "tenant"]),
     ("auth", &["client", "names"]),
-    // `error`: the backend pool still answers the HTTP layer's `ApiError` (issue #17).
-    ("backend", &["client", "error", "telemetry", "time"]),
+    ("backend", &["client", "telemetry", "time"]),
     (
         "delivery",
         &["client", "remote_write", "telemetry", "tenant", "time"],

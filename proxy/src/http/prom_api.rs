@@ -197,7 +197,7 @@ pub(crate) fn into_response(upstream: UpstreamResponse) -> Response {
 async fn send(prepared: &Prepared, request: UpstreamRequest) -> Response {
     match prepared.runtime.backends.send(&request).await {
         Ok(upstream) => into_response(upstream),
-        Err(error) => error.into_response(),
+        Err(error) => ApiError::from(error).into_response(),
     }
 }
 

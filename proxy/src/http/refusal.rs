@@ -1,10 +1,12 @@
 //! Answers the proxy gives itself (never forwarded): the one place where a refusal of the
-//! domain modules (here [`AuthError`]) becomes a status code and Prometheus' error envelope.
+//! domain modules ([`AuthError`], [`UpstreamError`]) becomes a status code and Prometheus'
+//! error envelope.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::AuthError;
+use crate::backend::UpstreamError;
 use crate::error::ApiError;
 
 /// Why a request is answered by the proxy itself (never forwarded).
@@ -23,6 +25,12 @@ impl From<ApiError> for Refusal {
 impl From<AuthError> for Refusal {
     fn from(error: AuthError) -> Self {
         Refusal::Auth(error)
+    }
+}
+
+impl From<UpstreamError> for Refusal {
+    fn from(error: UpstreamError) -> Self {
+        Refusal::Api(error.into())
     }
 }
 
@@ -49,6 +57,18 @@ impl From<&AuthError> for ApiError {
             AuthError::DuplicateHeader(_)
             | AuthError::Conflict { .. }
             | AuthError::Malformed(_) => ApiError::bad_data(error.to_string()),
+        }
+    }
+}
+
+/// 503 when no backend could answer (`timeout` when none answered in time), 500 for an answer
+/// over the proxy's limit.
+impl From<UpstreamError> for ApiError {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::Unavailable(message) => ApiError::unavailable(message),
+            UpstreamError::Timeout(message) => ApiError::timeout(message),
+            UpstreamError::TooLarge(message) => ApiError::internal(message),
         }
     }
 }
@@ -106,6 +126,25 @@ mod tests {
             assert_eq!(api.message, error.to_string());
             let response = Refusal::Auth(error).into_response();
             assert_eq!(response.status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn statuses_of_upstream_errors() {
+        let cases = [
+            (
+                UpstreamError::Unavailable("down".into()),
+                503,
+                "unavailable",
+            ),
+            (UpstreamError::Timeout("slow".into()), 503, "timeout"),
+            (UpstreamError::TooLarge("big".into()), 500, "internal"),
+        ];
+        for (error, status, kind) in cases {
+            let message = error.to_string();
+            let api = ApiError::from(error);
+            assert_eq!((api.status.as_u16(), api.error_type), (status, kind));
+            assert_eq!(api.message, message);
         }
     }
 
