@@ -3,6 +3,7 @@
 //! ([`crate::app::App`]), and [`serve`], which runs both routers on their listeners.
 
 pub mod admin;
+pub mod error;
 pub mod ingest;
 pub mod listener;
 pub mod metadata;
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 pub(crate) use refusal::Refusal;
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::telemetry::Metrics;
 use listener::ListenerOptions;
 

@@ -8,7 +8,6 @@
 //! - [`names`]: the syntax of metric and label names and tenant ids.
 //! - [`time`]: RFC 3339 timestamps.
 //! - [`client`]: what outbound HTTP clients share (rustls provider, reqwest error text).
-//! - [`error`]: the HTTP layer's error type and Prometheus' error envelope.
 //! - [`telemetry`]: tracing setup and the proxy's own `/metrics`.
 //! - [`remote_write`]: remote-write protobuf types, the snappy codec and the zero-copy scanner.
 //! - [`relabel`]: the Prometheus relabel engine (`metricRelabelings`, `RelabelConfig`): compile
@@ -28,7 +27,8 @@
 //! - [`k8s`]: Kubernetes mode: the `MetricAccess` watcher, status writer, Secrets, backend
 //!   discovery, collector sharding.
 //! - [`http`]: the tenant-facing Prometheus API router and the admin router, their handlers,
-//!   and the one mapping of refusals to status codes and Prometheus' error envelope.
+//!   and the one mapping of refusals to status codes and Prometheus' error envelope
+//!   ([`http::error`]).
 //! - [`app`]: the composition root: [`app::App`] builds and owns the running proxy (runtime
 //!   settings, reload, discovered backends, background tasks); [`app::start`] runs it.
 
@@ -39,7 +39,6 @@ pub mod client;
 pub mod collector;
 pub mod config;
 pub mod delivery;
-pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod k8s;

@@ -17,7 +17,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("names", &[]),
     ("time", &[]),
     ("client", &[]),
-    ("error", &[]),
     ("telemetry", &[]),
     ("remote_write", &[]),
     // The domain.
@@ -79,7 +78,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "backend",
             "client",
             "config",
-            "error",
             "ingest",
             "names",
             "promql",

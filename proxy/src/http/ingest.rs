@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 
 use crate::app::App;
 use crate::auth::{HeaderError, header_value};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::ingest::analytics::TopBy;
 use crate::telemetry::CodeLabels;
 

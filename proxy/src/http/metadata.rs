@@ -13,7 +13,7 @@ use super::params::{self, MATCH};
 use super::prom_api::{Prepared, enforce_error, into_response, prepare};
 use crate::app::App;
 use crate::backend::{MAX_BUFFERED_BYTES, UpstreamRequest, read_body};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub async fn handler(State(state): State<App>, request: Request) -> Response {
     match metadata(&state, request).await {

@@ -15,7 +15,7 @@ use super::params::{self, MATCH, Params};
 use super::{Refusal, metadata};
 use crate::app::{App, Runtime};
 use crate::backend::{UpstreamRequest, UpstreamResponse};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::names::is_legacy_label_name;
 use crate::promql::{EnforceError, EnforceLimits};
 use crate::telemetry::{Metrics, TenantLabels};

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::AuthError;
 use crate::backend::UpstreamError;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Why a request is answered by the proxy itself (never forwarded).
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use super::Refusal;
 use super::prom_api::prepare;
 use crate::app::App;
 use crate::backend::UpstreamRequest;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::promql::Visibility;
 
 pub fn routes() -> axum::Router<App> {
