@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::auth::{HeaderError, header_value};
 use crate::http::error::ApiError;
 use crate::ingest::analytics::TopBy;
+use crate::ingest::receiver::Outcome;
 use crate::telemetry::CodeLabels;
 
 pub fn api_routes() -> Router<App> {
@@ -44,6 +45,18 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
         m,
     )
         .into_response()
+}
+
+/// The status of a remote-write answer (Prometheus' receiver answers the same way).
+fn status_of(outcome: Outcome) -> StatusCode {
+    match outcome {
+        Outcome::Accepted => StatusCode::NO_CONTENT,
+        Outcome::Refused => StatusCode::BAD_REQUEST,
+        Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Outcome::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Outcome::Disabled => StatusCode::NOT_FOUND,
+        Outcome::Busy => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }
 
 fn count(state: &App, status: StatusCode) {
@@ -154,12 +167,13 @@ async fn write(
     let inline = !ingest.spills()
         && snap::raw::decompress_len(&body).is_ok_and(|n| n <= INLINE_DECOMPRESSED_BYTES);
     let receive = move || {
-        ingest.receive(
+        let answer = ingest.receive(
             &tenant,
             content_type.as_deref(),
             content_encoding.as_deref(),
             body,
-        )
+        );
+        (answer, tenant)
     };
     let answer = if inline {
         Ok(receive())
@@ -167,8 +181,14 @@ async fn write(
         tokio::task::spawn_blocking(receive).await
     };
     match answer {
-        Ok(a) => {
-            let mut response = text(a.status, a.message);
+        Ok((a, tenant)) => {
+            let status = status_of(a.outcome);
+            count(&state, status);
+            if status.is_client_error() {
+                // The target the line always had, for log filters that name it.
+                tracing::info!(target: "proxy::ingest::receiver", tenant = tenant.as_str(), status = status.as_u16(), reason = %a.message, "remote write refused");
+            }
+            let mut response = text(status, a.message);
             if let Some(secs) = a.retry_after
                 && let Ok(v) = secs.to_string().parse()
             {
@@ -230,4 +250,25 @@ async fn debug(State(state): State<App>) -> Response {
         "tenants": ingest.tracker.tenants(),
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statuses Prometheus' own receiver gives, as they were when the receiver chose them.
+    #[test]
+    fn outcomes_are_answered_with_remote_write_statuses() {
+        let cases = [
+            (Outcome::Accepted, 204),
+            (Outcome::Refused, 400),
+            (Outcome::TooLarge, 413),
+            (Outcome::UnsupportedMedia, 415),
+            (Outcome::Disabled, 404),
+            (Outcome::Busy, 503),
+        ];
+        for (outcome, status) in cases {
+            assert_eq!(status_of(outcome).as_u16(), status, "{outcome:?}");
+        }
+    }
 }
