@@ -1,6 +1,8 @@
 //! HTTP layer: the tenant-facing Prometheus API router (enforced routes only, everything else
 //! 403), the admin router (metrics, debug, reload), their handlers over `State<App>`
-//! ([`crate::app::App`]), and [`serve`], which runs both routers on their listeners.
+//! ([`crate::app::App`]), and [`serve`], which runs both routers on their listeners. Refusals
+//! of the domain modules become status codes and Prometheus' error envelope here and nowhere
+//! else ([`error`], `refusal`).
 
 pub mod admin;
 pub mod error;
