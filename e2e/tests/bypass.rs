@@ -105,7 +105,7 @@ type RawRequest<'a> = (&'a str, &'a str, Option<String>);
 
 /// A proxy in front of a recording fake backend: what it refuses must never reach a backend.
 struct Fake {
-    proxy: proxy::http::RunningProxy,
+    proxy: proxy::app::RunningProxy,
     backend: FakeBackend,
 }
 

@@ -635,7 +635,7 @@ fn relabel_parity(env: &Env) -> Result<()> {
     let camel = PROMETHEUS_RELABEL_RULES
         .replace("source_labels", "sourceLabels")
         .replace("target_label", "targetLabel");
-    let rules: Vec<proxy::tenant::crd::RelabelConfig> = serde_saphyr::from_str(&camel)?;
+    let rules: Vec<proxy::relabel::RelabelConfig> = serde_saphyr::from_str(&camel)?;
     let program =
         proxy::relabel::RelabelProgram::compile(&rules).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut ours = BTreeSet::new();
@@ -711,14 +711,14 @@ remote_write:
         state = dirs.1.path().display(),
         target = target.url(),
     );
-    let start = || -> Result<proxy::http::RunningProxy> {
+    let start = || -> Result<proxy::app::RunningProxy> {
         let c = proxy::config::Config::from_yaml(&config, "restart")?;
-        env.block_on(proxy::http::start(c, None))
+        env.block_on(proxy::app::start(c, None))
     };
-    let job_of = |p: &proxy::http::RunningProxy| -> Value {
+    let job_of = |p: &proxy::app::RunningProxy| -> Value {
         p.state.collector().status_json()["resources"][0].clone()
     };
-    let wait = |p: &proxy::http::RunningProxy, cycles: u64| -> Result<Value> {
+    let wait = |p: &proxy::app::RunningProxy, cycles: u64| -> Result<Value> {
         let deadline = std::time::Instant::now() + CYCLES_WAIT;
         loop {
             let j = job_of(p);

@@ -365,7 +365,7 @@ pub struct CollectorLab {
     pub col_b: Mutex<Vec<e2e::Prometheus>>,
     pub auth: e2e::Prometheus,
     pub pushgateway: e2e::Pushgateway,
-    pub proxy: proxy::http::RunningProxy,
+    pub proxy: proxy::app::RunningProxy,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -452,7 +452,7 @@ auth: {{mode: header}}
             b = sources[1].url(),
         );
         let config = proxy::config::Config::from_yaml(&config, "collector-lab")?;
-        let proxy = env.block_on(proxy::http::start(config, None))?;
+        let proxy = env.block_on(proxy::app::start(config, None))?;
         env.block_on(proxy.wait_ready(Duration::from_secs(30)))
             .map_err(|e| anyhow::anyhow!("collector proxy not ready: {e}"))?;
         eprintln!("e2e: collector lab started in {:.1?}", t0.elapsed());

@@ -222,7 +222,7 @@ fn storage_errors(env: &Env) -> Result<()> {
         "    batch_series: 500\n    shards: 1\n",
     );
     let c = proxy::config::Config::from_yaml(&config, "faults-sink")?;
-    let gateway = env.block_on(proxy::http::start(c, None))?;
+    let gateway = env.block_on(proxy::app::start(c, None))?;
     let acked = send_numbered(env, &gateway.api_url(), "fault_retry_total", 20)?;
     wait_until(WAIT, "every acknowledged sample at the sink", || {
         let st = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -527,7 +527,7 @@ fn collector_replica(env: &Env) -> Result<()> {
         collector_section(&secrets.display().to_string(), ns, &replica.url())
     );
     let c = proxy::config::Config::from_yaml(&config, "faults-collector")?;
-    let proxy = env.block_on(proxy::http::start(c, None))?;
+    let proxy = env.block_on(proxy::app::start(c, None))?;
     let admin = proxy.admin_url();
     let cycles = crate::collector::ok_cycles;
     let job = wait_collected(env, &admin, ns, "2 cycles written", |j| {

@@ -441,9 +441,9 @@ fn spill_restart(env: &Env) -> Result<()> {
         &[("storage", url)],
         &spill.path().display().to_string(),
     );
-    let start = || -> Result<proxy::http::RunningProxy> {
+    let start = || -> Result<proxy::app::RunningProxy> {
         let c = proxy::config::Config::from_yaml(&config, "spill")?;
-        env.block_on(proxy::http::start(c, None))
+        env.block_on(proxy::app::start(c, None))
     };
     let gateway = start()?;
     let t = now_ms() - 60_000;

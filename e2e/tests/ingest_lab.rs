@@ -58,7 +58,7 @@ pub struct IngestLab {
     pub storage: Mutex<e2e::Prometheus>,
     pub _agent: e2e::Prometheus,
     pub recorder: Arc<Recorder>,
-    pub gateway: proxy::http::RunningProxy,
+    pub gateway: proxy::app::RunningProxy,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -193,7 +193,7 @@ impl IngestLab {
             &spill.path().display().to_string(),
         );
         let config = proxy::config::Config::from_yaml(&config, "ingest-lab")?;
-        let gateway = env.block_on(proxy::http::start(config, None))?;
+        let gateway = env.block_on(proxy::app::start(config, None))?;
         let agent_config = format!(
             r#"global: {{scrape_interval: 1s, scrape_timeout: 1s}}
 scrape_configs:

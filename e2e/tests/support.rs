@@ -231,7 +231,7 @@ pub struct Env {
     pub http: reqwest::Client,
     pub lab: e2e::lab::SharedLab,
     pub oracles: BTreeMap<&'static str, Oracle>,
-    pub proxy: proxy::http::RunningProxy,
+    pub proxy: proxy::app::RunningProxy,
     /// The collector's processes, started by the first collector test.
     pub collector:
         std::sync::OnceLock<std::result::Result<crate::collector_lab::CollectorLab, String>>,
@@ -466,7 +466,7 @@ impl Env {
     /// A request through another proxy instance.
     pub fn get_via(
         &self,
-        proxy: &proxy::http::RunningProxy,
+        proxy: &proxy::app::RunningProxy,
         tenant: Option<&str>,
         path: &str,
         params: &[(&str, String)],
@@ -481,14 +481,14 @@ impl Env {
         )))
     }
 
-    pub fn admin_json(&self, proxy: &proxy::http::RunningProxy, path: &str) -> Result<Value> {
+    pub fn admin_json(&self, proxy: &proxy::app::RunningProxy, path: &str) -> Result<Value> {
         let a = self.block_on(send(self.http.get(format!("{}{path}", proxy.admin_url()))))?;
         ensure!(a.status == 200, "{path}: {}", a.status);
         Ok(a.body)
     }
 
     /// A second proxy instance over the shared infrastructure pair with its own tenants folder.
-    pub fn start_proxy(&self, tenants: &std::path::Path) -> Result<proxy::http::RunningProxy> {
+    pub fn start_proxy(&self, tenants: &std::path::Path) -> Result<proxy::app::RunningProxy> {
         let urls: Vec<String> = self.lab.infra.iter().map(|p| p.url()).collect();
         self.start_proxy_over(tenants, &urls)
     }
@@ -497,14 +497,12 @@ impl Env {
         &self,
         tenants: &std::path::Path,
         backends: &[String],
-    ) -> Result<proxy::http::RunningProxy> {
+    ) -> Result<proxy::app::RunningProxy> {
         self.block_on(start_proxy(tenants, backends))
     }
 
     /// A proxy in front of a recording fake backend: tests that bad input never goes upstream.
-    pub fn start_proxy_with_fake_backend(
-        &self,
-    ) -> Result<(proxy::http::RunningProxy, FakeBackend)> {
+    pub fn start_proxy_with_fake_backend(&self) -> Result<(proxy::app::RunningProxy, FakeBackend)> {
         let fake = self.block_on(FakeBackend::start())?;
         let proxy =
             self.start_proxy_over(&workspace_root().join("fixtures/tenants"), &[fake.url()])?;
@@ -559,7 +557,7 @@ async fn text(req: reqwest::RequestBuilder) -> Result<(u16, String)> {
 pub async fn start_proxy(
     tenants: &std::path::Path,
     backends: &[String],
-) -> Result<proxy::http::RunningProxy> {
+) -> Result<proxy::app::RunningProxy> {
     start_proxy_timeout(tenants, backends, "10s").await
 }
 
@@ -646,7 +644,7 @@ pub async fn start_proxy_timeout(
     tenants: &std::path::Path,
     backends: &[String],
     backend_timeout: &str,
-) -> Result<proxy::http::RunningProxy> {
+) -> Result<proxy::app::RunningProxy> {
     let members: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
     let yaml = format!(
         "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\ntenants:\n  directory: {:?}\nproxy:\n  backend_timeout: {backend_timeout}\nbackends:\n  probe_interval: 500ms\n  probe_timeout: 500ms\n  groups:\n    - name: infra\n      members: [{}]\nauth:\n  mode: header\n",
@@ -654,7 +652,7 @@ pub async fn start_proxy_timeout(
         members.join(", ")
     );
     let config = proxy::config::Config::from_yaml(&yaml, "e2e")?;
-    let running = proxy::http::start(config, None).await?;
+    let running = proxy::app::start(config, None).await?;
     running
         .wait_ready(Duration::from_secs(15))
         .await

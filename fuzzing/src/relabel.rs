@@ -13,9 +13,8 @@
 use std::collections::BTreeMap;
 
 use arbitrary::{Arbitrary, Unstructured};
-use proxy::relabel::{ACTIONS, RelabelProgram};
+use proxy::relabel::{ACTIONS, RelabelConfig, RelabelProgram};
 use proxy::remote_write::Label;
-use proxy::tenant::crd::RelabelConfig;
 
 #[derive(serde::Deserialize)]
 struct Case {

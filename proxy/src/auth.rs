@@ -3,7 +3,10 @@
 //! tokens, stored as SHA-256 hashes, compared in constant time), `kubernetes` (a
 //! service-account token checked with a TokenReview, [`kubernetes`]) and `jwt` (a JWT checked
 //! against a JWKS, [`jwt`]). Whether the tenant exists is the HTTP layer's business (it looks
-//! the name up in the tenant store). Tokens are never logged or kept in clear.
+//! the name up in the tenant store), and so is the answer to a refused request: this module
+//! reads headers and a parameter value and says why it found no tenant ([`AuthError`]); the
+//! HTTP layer turns that into a status and Prometheus' error envelope. Tokens are never logged
+//! or kept in clear.
 
 pub mod jwt;
 pub mod kubernetes;
@@ -11,13 +14,10 @@ pub mod kubernetes;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use http::header::{self, AsHeaderName};
+use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
-
-use crate::error::ApiError;
-use crate::http::params::Params;
 
 /// What the authenticator is built from (taken from `config.auth`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,40 +120,6 @@ impl AuthError {
             AuthError::Malformed(_) => "malformed",
         }
     }
-
-    pub fn to_api_error(&self) -> ApiError {
-        match self {
-            AuthError::MissingTenant { .. }
-            | AuthError::MissingToken
-            | AuthError::InvalidToken
-            | AuthError::Rejected(_) => ApiError::unauthorized(self.to_string()),
-            AuthError::Forbidden(_) => ApiError::forbidden(self.to_string()),
-            AuthError::Unavailable(_) => ApiError::unavailable(self.to_string()),
-            AuthError::DuplicateHeader(_)
-            | AuthError::Conflict { .. }
-            | AuthError::Malformed(_) => ApiError::bad_data(self.to_string()),
-        }
-    }
-}
-
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let challenge = match self {
-            AuthError::MissingToken => Some("Bearer"),
-            AuthError::InvalidToken | AuthError::Rejected(_) => {
-                Some("Bearer error=\"invalid_token\"")
-            }
-            _ => None,
-        };
-        let mut response = self.to_api_error().into_response();
-        if let Some(challenge) = challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
-        response
-    }
 }
 
 #[derive(Clone)]
@@ -245,19 +211,26 @@ impl Authenticator {
         !matches!(self.mode, Mode::Header { .. })
     }
 
-    /// The tenant a request claims (header mode) or proves (token modes).
+    /// The parameter (query or form) that may name the tenant in header mode, if any: the
+    /// caller reads its value and hands it to [`Authenticator::identify`].
+    pub fn tenant_param(&self) -> Option<&str> {
+        match &self.mode {
+            Mode::Header { query_param, .. } => query_param.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The tenant a request claims (header mode) or proves (token modes). `param` is the value
+    /// of the [`Authenticator::tenant_param`] parameter (ignored by the token modes).
     pub async fn identify(
         &self,
         headers: &HeaderMap,
-        params: &Params,
+        param: Option<&str>,
     ) -> Result<String, AuthError> {
         match &self.mode {
             Mode::Header { name, query_param } => {
                 let from_header = single_header(headers, name)?;
-                let from_param = query_param
-                    .as_deref()
-                    .and_then(|p| params.get(p))
-                    .filter(|v| !v.is_empty());
+                let from_param = param.filter(|v| !v.is_empty() && query_param.is_some());
                 match (from_header, from_param) {
                     (Some(h), Some(p)) if h != p => Err(AuthError::Conflict {
                         header: name.to_string(),
@@ -315,19 +288,39 @@ fn lookup(tokens: &[TokenEntry], hash: &[u8; 32]) -> Option<String> {
     }
 }
 
+/// The non-empty value of a header given at most once.
 fn single_header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, AuthError> {
+    match header_value(headers, name) {
+        Ok(text) => Ok(text.filter(|t| !t.is_empty()).map(str::to_string)),
+        Err(HeaderError::Duplicate) => Err(AuthError::DuplicateHeader(name.to_string())),
+        Err(HeaderError::Malformed) => Err(AuthError::Malformed(name.to_string())),
+    }
+}
+
+/// Why a header naming the tenant can't be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Given more than once: which copy would a backend read?
+    Duplicate,
+    /// Not visible ASCII.
+    Malformed,
+}
+
+/// The value of header `name`, trimmed, when it is given once; `None` when it is absent. The
+/// one way a header naming the tenant is read (here and by the ingest gateway).
+pub fn header_value<K: AsHeaderName>(
+    headers: &HeaderMap,
+    name: K,
+) -> Result<Option<&str>, HeaderError> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(AuthError::DuplicateHeader(name.to_string()));
+        return Err(HeaderError::Duplicate);
     }
-    let text = value
-        .to_str()
-        .map_err(|_| AuthError::Malformed(name.to_string()))?
-        .trim();
-    Ok((!text.is_empty()).then(|| text.to_string()))
+    let text = value.to_str().map_err(|_| HeaderError::Malformed)?;
+    Ok(Some(text.trim()))
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use tokio::sync::{Notify, watch};
 
 mod payload;
@@ -23,18 +23,19 @@ pub mod spill;
 pub use payload::Payload;
 use payload::{spill_decode, spill_encode};
 
-use crate::backend::health::{describe, rfc3339};
-use crate::collector::target::{Endpoint, Protocol};
+use crate::client::describe;
 use crate::remote_write::{
     CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF,
     REMOTE_WRITE_VERSION, REMOTE_WRITE_VERSION_HEADER,
 };
 use crate::telemetry::{DeliveryFamilies, EndpointLabels, EndpointOutcomeLabels};
+use crate::tenant::crd::TlsConfig;
+use crate::time::rfc3339;
 
 /// The HTTP client of tenant targets and ingest destinations: no redirects (a redirect would
 /// send a tenant's series, and credentials, somewhere nobody configured), our user agent.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    crate::backend::install_crypto_provider();
+    crate::client::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!(
@@ -43,6 +44,41 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         ))
         .build()
         .map_err(|e| format!("could not build the HTTP client: {e}"))
+}
+
+/// How an endpoint is written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Snappy protobuf POST, every sample.
+    RemoteWrite,
+    /// Text exposition PUT of the latest values (replaces the group).
+    Pushgateway,
+}
+
+/// One place series are written to: a replica of a CR's target, a Pushgateway group, an ingest
+/// destination.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Stable name within the CR: `prometheus`, `prometheus-<sts>-<i>`, `pushgateway`,
+    /// `remote_write`.
+    pub name: String,
+    pub url: String,
+    pub protocol: Protocol,
+    /// Sent with every request: credentials, the CR's headers, the tenant header.
+    pub headers: HeaderMap,
+    pub tls: Option<TlsConfig>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    // Headers hold credentials: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Longest `Retry-After` honoured: a misbehaving endpoint must not park its queue for hours.
@@ -184,10 +220,7 @@ impl Delivery {
 
     /// The client in use, if the endpoint's TLS settings are still `tls` (clients keep their
     /// connection pool across cycles).
-    pub fn client_for_tls(
-        &self,
-        tls: &Option<crate::tenant::crd::TlsConfig>,
-    ) -> Option<reqwest::Client> {
+    pub fn client_for_tls(&self, tls: &Option<TlsConfig>) -> Option<reqwest::Client> {
         let target = self.target.load();
         (target.endpoint.tls == *tls).then(|| target.client.clone())
     }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use proxy::app::{RuntimeSettings, StartOptions};
 use proxy::config::Config;
-use proxy::http::{RuntimeSettings, StartOptions};
 use proxy::telemetry::LogFormat;
 
 // The hot paths (remote-write decode, relabeling, re-encoding) allocate and free many small
@@ -161,8 +161,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             reload_on_sighup: true,
             ..Default::default()
         };
-        let mut running =
-            proxy::http::start_with(config, Some(cli.config.clone()), options).await?;
+        let mut running = proxy::app::start_with(config, Some(cli.config.clone()), options).await?;
         tokio::select! {
             result = running.wait() => {
                 result?;

@@ -1,5 +1,5 @@
-//! The Prometheus relabel engine: compiles `metricRelabelings` rules
-//! ([`RelabelConfig`](crate::tenant::crd::RelabelConfig)) once, with Prometheus' own validation
+//! The Prometheus relabel engine: compiles `metricRelabelings` rules ([`RelabelConfig`], the
+//! rule type of the CRD and of the config file) once, with Prometheus' own validation
 //! (`Config.Validate`), and applies them to sorted label sets the way Prometheus 2.x
 //! `model/relabel/relabel.go` (`relabel`) does. This module is the one source of truth for
 //! whether a relabel rule is valid; the CR validation delegates here.
@@ -32,13 +32,47 @@ pub use apply::RelabelMemo;
 pub use labels::{CowLabel, LabelSet, Text};
 
 use matcher::Matcher;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use template::Template;
 
 // What the tests (`use super::*`) name besides this module's own items.
 #[cfg(test)]
-use crate::{remote_write::Label, tenant::crd::RelabelConfig};
+use crate::remote_write::Label;
 #[cfg(test)]
 use regex::Regex;
+
+/// A Prometheus relabel rule with prometheus-operator's field names. `separator` and
+/// `replacement` are options so that an explicit `""` differs from absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RelabelConfig {
+    // The aliases accept Prometheus' own `metric_relabel_configs` spelling in the config file.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        alias = "source_labels"
+    )]
+    pub source_labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "target_label"
+    )]
+    pub target_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modulus: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+    /// replace (default), keep, drop, labeldrop, labelkeep, labelmap, hashmod, keepequal,
+    /// dropequal, lowercase, uppercase; case-insensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
 
 /// Relabel actions Prometheus knows (matched case-insensitively, as Prometheus does).
 pub const ACTIONS: [&str; 11] = [

@@ -39,7 +39,7 @@ async fn slow_backend(delay: Duration) -> (String, tokio::task::JoinHandle<()>) 
 }
 
 /// Start the proxy over `backend` with `server_extra` added under `server:`.
-async fn start(dir: &Path, backend: &str, server_extra: &str) -> proxy::http::RunningProxy {
+async fn start(dir: &Path, backend: &str, server_extra: &str) -> proxy::app::RunningProxy {
     std::fs::create_dir_all(dir.join("tenants")).unwrap();
     std::fs::write(dir.join("tenants/a.yaml"), TENANT).unwrap();
     let yaml = format!(
@@ -53,7 +53,7 @@ async fn start(dir: &Path, backend: &str, server_extra: &str) -> proxy::http::Ru
     let path = dir.join("proxy.yaml");
     std::fs::write(&path, yaml).unwrap();
     let config = proxy::config::Config::load(&path).unwrap();
-    let running = proxy::http::start(config, None).await.unwrap();
+    let running = proxy::app::start(config, None).await.unwrap();
     running.wait_ready(Duration::from_secs(5)).await.unwrap();
     running
 }

@@ -98,7 +98,7 @@ async fn serve(app: Router) -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-async fn start(dir: &Path, backend: &str, extra: &str) -> proxy::http::RunningProxy {
+async fn start(dir: &Path, backend: &str, extra: &str) -> proxy::app::RunningProxy {
     std::fs::create_dir_all(dir.join("tenants")).unwrap();
     if !dir.join("tenants/a.yaml").exists() {
         std::fs::write(dir.join("tenants/a.yaml"), TENANT).unwrap();
@@ -111,12 +111,12 @@ async fn start(dir: &Path, backend: &str, extra: &str) -> proxy::http::RunningPr
     let path = dir.join("proxy.yaml");
     std::fs::write(&path, yaml).unwrap();
     let config = proxy::config::Config::load(&path).unwrap();
-    let running = proxy::http::start(config, Some(path)).await.unwrap();
+    let running = proxy::app::start(config, Some(path)).await.unwrap();
     running.wait_ready(Duration::from_secs(5)).await.unwrap();
     running
 }
 
-async fn query(running: &proxy::http::RunningProxy, authorization: &str) -> u16 {
+async fn query(running: &proxy::app::RunningProxy, authorization: &str) -> u16 {
     reqwest::Client::new()
         .get(format!("{}/api/v1/query?query=up", running.api_url()))
         .header("Authorization", authorization)

@@ -1,4 +1,4 @@
-//! The proxy started in-process with `proxy::http::start` from a config file and a tenant
+//! The proxy started in-process with `proxy::app::start` from a config file and a tenant
 //! folder in a tempdir, against fake upstream Prometheus servers on 127.0.0.1: end-to-end
 //! request flow, config reload (good and bad, POST /-/reload), shutdown.
 
@@ -103,12 +103,12 @@ fn write_setup(dir: &Path, member: &str) -> PathBuf {
     path
 }
 
-async fn start(path: &Path) -> proxy::http::RunningProxy {
+async fn start(path: &Path) -> proxy::app::RunningProxy {
     let mut config = proxy::config::Config::load(path).unwrap();
     // Config validation refuses listen == admin_listen, which "port 0" for both would be.
     config.server.listen.set_port(0);
     config.server.admin_listen.set_port(0);
-    let running = proxy::http::start(config, Some(path.to_path_buf()))
+    let running = proxy::app::start(config, Some(path.to_path_buf()))
         .await
         .unwrap();
     running.wait_ready(Duration::from_secs(10)).await.unwrap();
@@ -116,11 +116,11 @@ async fn start(path: &Path) -> proxy::http::RunningProxy {
 }
 
 fn client() -> reqwest::Client {
-    proxy::backend::install_crypto_provider();
+    proxy::client::install_crypto_provider();
     reqwest::Client::new()
 }
 
-async fn query(running: &proxy::http::RunningProxy, header: Option<(&str, &str)>) -> (u16, String) {
+async fn query(running: &proxy::app::RunningProxy, header: Option<(&str, &str)>) -> (u16, String) {
     let mut request = client().get(format!("{}/api/v1/query?query=up", running.api_url()));
     if let Some((name, value)) = header {
         request = request.header(name, value);
@@ -129,7 +129,7 @@ async fn query(running: &proxy::http::RunningProxy, header: Option<(&str, &str)>
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-async fn reload(running: &proxy::http::RunningProxy) -> (u16, String) {
+async fn reload(running: &proxy::app::RunningProxy) -> (u16, String) {
     let response = client()
         .post(format!("{}/-/reload", running.admin_url()))
         .send()
@@ -243,11 +243,11 @@ async fn sighup_reloads_the_config() {
     let mut config = proxy::config::Config::load(&path).unwrap();
     config.server.listen.set_port(0);
     config.server.admin_listen.set_port(0);
-    let options = proxy::http::StartOptions {
+    let options = proxy::app::StartOptions {
         reload_on_sighup: true,
         ..Default::default()
     };
-    let running = proxy::http::start_with(config, Some(path.clone()), options)
+    let running = proxy::app::start_with(config, Some(path.clone()), options)
         .await
         .unwrap();
     running.wait_ready(Duration::from_secs(10)).await.unwrap();

@@ -6,8 +6,8 @@
 
 #![allow(dead_code)]
 
+use proxy::relabel::RelabelConfig;
 use proxy::remote_write::{Label, Sample, TimeSeries, WriteRequest};
-use proxy::tenant::crd::RelabelConfig;
 
 /// The harness's governance rules, verbatim (copied into the repo with the harness).
 pub const GOVERNANCE_YAML: &str =

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use proxy::collector::source::Window;
 use proxy::collector::stream::encode_frame;
 use proxy::collector::xor::XorEncoder;
+use proxy::relabel::RelabelConfig;
 use proxy::remote_write::proto::{Chunk, ChunkedReadResponse, ChunkedSeries, chunk};
 use proxy::remote_write::{Label, ReadResponse, Sample, TimeSeries, decode_snappy};
-use proxy::tenant::crd::RelabelConfig;
 
 /// The end of the collected window, in milliseconds.
 pub const END_MS: i64 = 1_700_000_000_000;

@@ -147,7 +147,7 @@ impl JwtVerifier {
         let tenant = value
             .as_str()
             .ok_or_else(|| rejected(format!("the {name:?} claim is not a string")))?;
-        crate::tenant::validate_tenant_id(tenant)
+        crate::names::validate_tenant_id(tenant)
             .map_err(|e| rejected(format!("the {name:?} claim: {e}")))?;
         Ok(tenant.to_string())
     }

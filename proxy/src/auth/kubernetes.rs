@@ -122,7 +122,7 @@ impl TokenReviewer {
                 "the token belongs to {username:?}, not to a service account (system:serviceaccount:<namespace>:<name>)"
             ))
         })?;
-        crate::tenant::validate_tenant_id(tenant)
+        crate::names::validate_tenant_id(tenant)
             .map_err(|e| AuthError::Rejected(format!("service-account namespace: {e}")))?;
         if let Some(access) = &self.settings.access_review {
             self.access_review(&user, tenant, access).await?;

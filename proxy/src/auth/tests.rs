@@ -1,9 +1,8 @@
 //! Authentication tests: header mode, bearer mode, configuration errors.
 
-use axum::http::Method;
+use http::HeaderValue;
 
 use super::*;
-use crate::http::params;
 
 fn header_auth(param: Option<&str>) -> Authenticator {
     Authenticator::new(
@@ -24,10 +23,6 @@ fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     map
 }
 
-fn query(q: &str) -> Params {
-    params::parse(&Method::GET, Some(q), &HeaderMap::new(), b"").unwrap()
-}
-
 fn hex(token: &str) -> String {
     sha256(token.as_bytes())
         .iter()
@@ -38,54 +33,64 @@ fn hex(token: &str) -> String {
 #[tokio::test]
 async fn header_mode() {
     let auth = header_auth(Some("namespace"));
-    let none = Params::default();
+    assert_eq!(auth.tenant_param(), Some("namespace"));
     let h = headers(&[("x-tenant-namespace", "team-a")]);
-    assert_eq!(auth.identify(&h, &none).await, Ok("team-a".into()));
+    assert_eq!(auth.identify(&h, None).await, Ok("team-a".into()));
     assert_eq!(
-        auth.identify(&HeaderMap::new(), &query("namespace=team-b"))
-            .await,
+        auth.identify(&HeaderMap::new(), Some("team-b")).await,
         Ok("team-b".into())
     );
     // Same value in both places is fine; different values are refused.
-    assert_eq!(
-        auth.identify(&h, &query("namespace=team-a")).await,
-        Ok("team-a".into())
-    );
-    let conflict = auth
-        .identify(&h, &query("namespace=team-b"))
-        .await
-        .unwrap_err();
+    assert_eq!(auth.identify(&h, Some("team-a")).await, Ok("team-a".into()));
+    let conflict = auth.identify(&h, Some("team-b")).await.unwrap_err();
     assert!(matches!(conflict, AuthError::Conflict { .. }));
-    assert_eq!(conflict.to_api_error().status.as_u16(), 400);
+    assert_eq!(conflict.reason(), "conflict");
     // The header twice.
     let twice = headers(&[("x-tenant-namespace", "a"), ("x-tenant-namespace", "b")]);
-    let error = auth.identify(&twice, &none).await.unwrap_err();
+    let error = auth.identify(&twice, None).await.unwrap_err();
     assert_eq!(
         error,
         AuthError::DuplicateHeader("x-tenant-namespace".into())
     );
-    assert_eq!(error.to_api_error().status.as_u16(), 400);
     // Nothing at all.
-    let missing = auth.identify(&HeaderMap::new(), &none).await.unwrap_err();
+    let missing = auth.identify(&HeaderMap::new(), None).await.unwrap_err();
     assert_eq!(missing.reason(), "missing");
-    assert_eq!(missing.to_api_error().status.as_u16(), 401);
     assert!(missing.to_string().contains("\"namespace\""));
     // An empty header is missing.
     let empty = headers(&[("x-tenant-namespace", " ")]);
-    assert!(auth.identify(&empty, &none).await.is_err());
+    assert!(auth.identify(&empty, None).await.is_err());
 }
 
 #[tokio::test]
 async fn header_mode_without_query_param() {
     let auth = header_auth(None);
+    assert_eq!(auth.tenant_param(), None);
     let error = auth
-        .identify(&HeaderMap::new(), &query("namespace=team-a"))
+        .identify(&HeaderMap::new(), Some("team-a"))
         .await
         .unwrap_err();
     assert_eq!(
         error.to_string(),
         "missing tenant: set the x-tenant-namespace header"
     );
+}
+
+#[test]
+fn a_tenant_header_is_read_once_trimmed() {
+    let name = "x-tenant";
+    assert_eq!(header_value(&HeaderMap::new(), name), Ok(None));
+    assert_eq!(
+        header_value(&headers(&[(name, " a ")]), name),
+        Ok(Some("a"))
+    );
+    assert_eq!(header_value(&headers(&[(name, " ")]), name), Ok(Some("")));
+    assert_eq!(
+        header_value(&headers(&[(name, "a"), (name, "a")]), name),
+        Err(HeaderError::Duplicate)
+    );
+    let mut odd = HeaderMap::new();
+    odd.insert(name, HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+    assert_eq!(header_value(&odd, name), Err(HeaderError::Malformed));
 }
 
 #[tokio::test]
@@ -113,46 +118,36 @@ async fn bearer_mode() {
         None,
     )
     .unwrap();
-    let none = Params::default();
     let bearer = |t: &str| headers(&[("authorization", t)]);
     assert_eq!(
-        auth.identify(&bearer("Bearer secret-a"), &none).await,
+        auth.identify(&bearer("Bearer secret-a"), None).await,
         Ok("team-a".into())
     );
     assert_eq!(
-        auth.identify(&bearer("bearer secret-b"), &none).await,
+        auth.identify(&bearer("bearer secret-b"), None).await,
         Ok("team-b".into())
     );
     assert_eq!(
-        auth.identify(&bearer("Bearer file-secret"), &none).await,
+        auth.identify(&bearer("Bearer file-secret"), None).await,
         Ok("team-c".into())
     );
     assert_eq!(
-        auth.identify(&bearer("Bearer nope"), &none).await,
+        auth.identify(&bearer("Bearer nope"), None).await,
         Err(AuthError::InvalidToken)
     );
     assert_eq!(
-        auth.identify(&bearer("Basic c2VjcmV0LWE="), &none).await,
+        auth.identify(&bearer("Basic c2VjcmV0LWE="), None).await,
         Err(AuthError::InvalidToken)
     );
     assert_eq!(
-        auth.identify(&bearer("Bearer "), &none).await,
+        auth.identify(&bearer("Bearer "), None).await,
         Err(AuthError::MissingToken)
     );
     // The tenant header and parameter mean nothing in bearer mode.
     let spoof = headers(&[("x-tenant-namespace", "team-a")]);
     assert_eq!(
-        auth.identify(&spoof, &query("namespace=team-a")).await,
+        auth.identify(&spoof, Some("team-a")).await,
         Err(AuthError::MissingToken)
-    );
-    // 401 with a challenge.
-    let response = AuthError::MissingToken.into_response();
-    assert_eq!(response.status().as_u16(), 401);
-    assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
-    let response = AuthError::InvalidToken.into_response();
-    assert_eq!(
-        response.headers()[header::WWW_AUTHENTICATE],
-        "Bearer error=\"invalid_token\""
     );
     // Debug output holds no hash.
     assert_eq!(format!("{auth:?}"), "Authenticator::Bearer { tokens: 3 }");

@@ -2,7 +2,7 @@
 //! leave behind, and the probe loop itself.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// What the proxy currently believes about a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -86,7 +86,7 @@ impl Member {
     /// `/debug/targets` view of this member.
     pub fn to_json(&self) -> serde_json::Value {
         let state = self.state();
-        let last_probe = state.last_probe.map(rfc3339);
+        let last_probe = state.last_probe.map(crate::time::rfc3339);
         let ago = state
             .last_probe
             .and_then(|t| SystemTime::now().duration_since(t).ok())
@@ -137,7 +137,7 @@ async fn probe_once(client: &reqwest::Client, url: &str, timeout: Duration) -> R
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| crate::client::describe(&e))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -147,62 +147,9 @@ async fn probe_once(client: &reqwest::Client, url: &str, timeout: Duration) -> R
     Err(format!("readiness probe returned HTTP {status}: {body}"))
 }
 
-/// A reqwest error as one line, with its cause (reqwest's Display hides it).
-pub fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timeout"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut text = kind.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// RFC 3339 (UTC, seconds) without a date crate: Howard Hinnant's civil-from-days.
-pub fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_709_251_199); // leap year, Feb 29
-        assert_eq!(rfc3339(t), "2024-02-29T23:59:59Z");
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(t), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn failures_and_successes_update_state() {

@@ -18,12 +18,12 @@ use super::shape::{ShapeStats, Shaper};
 use super::source::{self, Opened, Upstream, Window};
 use super::state::StateDir;
 use super::stream::ReadStats;
-use super::target::{self, Endpoint, FetchedSecrets, FileSecrets, SecretLookup};
-use crate::backend::health::rfc3339;
+use super::target::{self, FetchedSecrets, FileSecrets, SecretLookup};
 use crate::config::RemoteWriteConfig;
-use crate::delivery::{Delivery, DeliverySettings, Payload};
+use crate::delivery::{Delivery, DeliverySettings, Endpoint, Payload};
 use crate::relabel::RelabelProgram;
 use crate::remote_write::{TimeSeries, encode_series};
+use crate::time::rfc3339;
 
 pub mod output;
 use crate::telemetry::{CycleLabels, EndpointLabels, Metrics, ResourceLabels};
@@ -254,9 +254,10 @@ impl Runner {
             directory: s.config.secrets_directory.clone(),
         };
         let fetched;
-        let secrets: &dyn SecretLookup = match s.inputs.kube_secrets() {
-            Some(kube) => {
-                fetched = FetchedSecrets::fetch(&kube, &ns, rw, &s.config.allowed_urls).await;
+        let secrets: &dyn SecretLookup = match s.inputs.secrets() {
+            Some(source) => {
+                fetched =
+                    FetchedSecrets::fetch(source.as_ref(), &ns, rw, &s.config.allowed_urls).await;
                 &fetched
             }
             None => &files,

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use nohash_hasher::IntMap;
 
 use super::stream::RawSeries;
-use crate::ingest::cardinality::series_hash;
 use crate::relabel::RelabelProgram;
+use crate::remote_write::wire::labels_hash as series_hash;
 use crate::remote_write::{Label, Sample, TimeSeries};
 
 /// Prometheus' staleness marker: a NaN with this exact bit pattern.

@@ -22,7 +22,7 @@ use query::query_range_selectors;
 
 use super::stream::{RawSeries, ReadStats, ResponseType, SeriesReader};
 use crate::backend::BackendPool;
-use crate::backend::health::describe;
+use crate::client::describe;
 use crate::remote_write::proto::{label_matcher, read_request};
 use crate::remote_write::{
     self, CONTENT_ENCODING, CONTENT_ENCODING_SNAPPY, CONTENT_TYPE, CONTENT_TYPE_PROTOBUF, Label,
@@ -42,18 +42,8 @@ pub struct Window {
     pub end_ms: i64,
 }
 
-/// How samples are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// `/api/v1/read`: raw samples, staleness markers included, one request per window.
-    #[default]
-    RemoteRead,
-    /// `/api/v1/query` with `{clause}[<window>ms]` at the window's end: raw samples too (range
-    /// selectors return them unchanged), one request per clause; staleness markers are not
-    /// returned, so only the collector's own markers reach the target.
-    Query,
-}
+/// How samples are read (`remote_write.collection_method`).
+pub use crate::config::CollectionMethod as Method;
 
 /// Where to read from.
 #[derive(Debug, Clone)]

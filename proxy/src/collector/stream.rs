@@ -452,7 +452,7 @@ impl SeriesReader {
                             return Err(format!(
                                 "the streamed answer broke off after {} frames: {}",
                                 self.frames.count(),
-                                crate::backend::health::describe(&e)
+                                crate::client::describe(&e)
                             ));
                         }
                         Ok(Ok(piece)) => piece,

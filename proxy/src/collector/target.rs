@@ -6,56 +6,36 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::pushgateway::group_path;
 use crate::config::RemoteWriteConfig;
-use crate::tenant::crd::{RemoteWriteSpec, SecretKeyRef, TargetType, TlsConfig};
+use crate::delivery::{Endpoint, Protocol};
+use crate::tenant::crd::{RemoteWriteSpec, SecretKeyRef, TargetType};
 
 /// The tenant header a multi-tenant store (Mimir, Cortex, Thanos receive) files writes under.
 /// The proxy always sets it to the CR's namespace; a CR can't set it.
 pub const TENANT_HEADER: &str = "X-Scope-OrgID";
-
-/// How an endpoint is written to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// Snappy protobuf POST, every sample.
-    RemoteWrite,
-    /// Text exposition PUT of the latest values (replaces the group).
-    Pushgateway,
-}
-
-/// One place a CR's series are written to.
-#[derive(Clone)]
-pub struct Endpoint {
-    /// Stable name within the CR: `prometheus`, `prometheus-<sts>-<i>`, `pushgateway`,
-    /// `remote_write`.
-    pub name: String,
-    pub url: String,
-    pub protocol: Protocol,
-    /// Sent with every request: credentials, the CR's headers, the tenant header.
-    pub headers: HeaderMap,
-    pub tls: Option<TlsConfig>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    // Headers hold credentials: never print them.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("name", &self.name)
-            .field("url", &self.url)
-            .field("protocol", &self.protocol)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Where a CR's Secret values come from while its endpoints are built.
 pub trait SecretLookup {
     fn get(&self, namespace: &str, secret: &SecretKeyRef) -> Result<String, String>;
 }
 
-/// Secrets read from the API server just before the endpoints are built (Kubernetes mode):
+/// Where Secrets are read from in Kubernetes mode: the API server, through the Kubernetes
+/// module (`k8s::secrets`), which implements this so the collector does not depend on it.
+pub trait SecretSource: Send + Sync {
+    /// The value of `reference.key` in Secret `reference.name` of `namespace`; the error says
+    /// why, never what was found.
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        reference: &'a SecretKeyRef,
+    ) -> BoxFuture<'a, Result<String, String>>;
+}
+
+/// Secrets read from a [`SecretSource`] just before the endpoints are built (Kubernetes mode):
 /// `endpoints` is synchronous, the API call is not.
 #[derive(Default)]
 pub struct FetchedSecrets(BTreeMap<(String, String, String), Result<String, String>>);
@@ -64,7 +44,7 @@ impl FetchedSecrets {
     /// Read every Secret `rw` refers to, from `namespace` only; none for a URL the operator
     /// does not allow (the endpoint is refused anyway).
     pub async fn fetch(
-        secrets: &crate::k8s::secrets::KubeSecrets,
+        secrets: &dyn SecretSource,
         namespace: &str,
         rw: &RemoteWriteSpec,
         allowed_urls: &[String],
@@ -83,7 +63,7 @@ impl FetchedSecrets {
             .into_iter()
             .chain(t.bearer_token_secret.as_ref());
         for r in refs {
-            let value = secrets.get(namespace, r).await;
+            let value = secrets.read(namespace, r).await;
             out.insert(
                 (namespace.to_string(), r.name.clone(), r.key.clone()),
                 value,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::duration::serde_duration;
-use crate::tenant::crd::RelabelConfig;
+use crate::relabel::RelabelConfig;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -276,7 +276,7 @@ impl IngestConfig {
             }
         }
         if let Some(t) = &self.default_tenant
-            && let Err(e) = crate::tenant::validate_tenant_id(t)
+            && let Err(e) = crate::names::validate_tenant_id(t)
         {
             p.push(format!("ingest.default_tenant: {e}"));
         }

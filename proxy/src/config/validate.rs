@@ -146,7 +146,7 @@ impl Config {
             p.push("auth.bearer.tokens: bearer mode needs at least one token".into());
         }
         for (i, t) in self.auth.bearer.tokens.iter().enumerate() {
-            if let Err(e) = crate::tenant::validate_tenant_id(&t.tenant) {
+            if let Err(e) = crate::names::validate_tenant_id(&t.tenant) {
                 p.push(format!("auth.bearer.tokens[{i}].tenant: {e}"));
             }
             match (&t.sha256, &t.token_file) {

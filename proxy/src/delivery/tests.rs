@@ -58,7 +58,7 @@ fn settings(capacity: usize) -> DeliverySettings {
 }
 
 fn delivery(url: String, settings: DeliverySettings) -> (Arc<Delivery>, Arc<Metrics>) {
-    crate::backend::install_crypto_provider();
+    crate::client::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     let mut headers = http::HeaderMap::new();
     headers.insert("x-scope-orgid", "team-a".parse().unwrap());
@@ -335,7 +335,7 @@ fn spilled_payloads_round_trip() {
 
 #[tokio::test]
 async fn a_spilled_queue_survives_a_restart() {
-    crate::backend::install_crypto_provider();
+    crate::client::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new();
     let target = |url: String| Endpoint {

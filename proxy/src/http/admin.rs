@@ -8,11 +8,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::AppState;
-use crate::error::ApiError;
+use crate::app::App;
+use crate::http::error::ApiError;
 use crate::telemetry::{MemberLabels, StateLabels};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<App> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/debug/tenants", get(debug_tenants))
@@ -21,7 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/-/reload", post(reload).put(reload))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<App>) -> Response {
     if !state.runtime().settings.metrics_enabled {
         return ApiError::not_found("metrics are disabled (proxy.enable_metrics: false)")
             .into_response();
@@ -75,7 +75,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn debug_tenants(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn debug_tenants(State(state): State<App>) -> Json<serde_json::Value> {
     let snapshot = state.tenants().snapshot();
     let tenants: Vec<_> = snapshot
         .tenants
@@ -131,15 +131,15 @@ async fn debug_tenants(State(state): State<AppState>) -> Json<serde_json::Value>
     }))
 }
 
-async fn collected_metrics(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn collected_metrics(State(state): State<App>) -> Json<serde_json::Value> {
     Json(state.collector().status_json())
 }
 
-async fn debug_targets(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn debug_targets(State(state): State<App>) -> Json<serde_json::Value> {
     Json(state.runtime().backends.targets_json())
 }
 
-async fn reload(State(state): State<AppState>) -> Response {
+async fn reload(State(state): State<App>) -> Response {
     match state.reload().await {
         Ok(()) => (StatusCode::OK, "config reloaded\n").into_response(),
         Err(error) => ApiError::bad_data(error.to_string()).into_response(),

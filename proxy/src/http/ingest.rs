@@ -10,19 +10,21 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::AppState;
-use super::params::Params;
+use crate::app::App;
+use crate::auth::{HeaderError, header_value};
+use crate::http::error::ApiError;
 use crate::ingest::analytics::TopBy;
+use crate::ingest::receiver::Outcome;
 use crate::telemetry::CodeLabels;
 
-pub fn api_routes() -> Router<AppState> {
+pub fn api_routes() -> Router<App> {
     Router::new()
         .route("/api/v1/write", post(write))
         .route("/api/v1/push", post(write))
         .route("/write", post(write))
 }
 
-pub fn admin_routes() -> Router<AppState> {
+pub fn admin_routes() -> Router<App> {
     Router::new()
         .route("/api/v1/governance/top", get(top))
         .route("/api/v1/governance/usage", get(usage))
@@ -45,7 +47,19 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn count(state: &AppState, status: StatusCode) {
+/// The status of a remote-write answer (Prometheus' receiver answers the same way).
+fn status_of(outcome: Outcome) -> StatusCode {
+    match outcome {
+        Outcome::Accepted => StatusCode::NO_CONTENT,
+        Outcome::Refused => StatusCode::BAD_REQUEST,
+        Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Outcome::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Outcome::Disabled => StatusCode::NOT_FOUND,
+        Outcome::Busy => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn count(state: &App, status: StatusCode) {
     state
         .metrics()
         .ingest
@@ -58,54 +72,50 @@ fn count(state: &AppState, status: StatusCode) {
 
 /// The sender's tenant: the bearer token's (auth mode bearer), else the `ingest.tenant_header`,
 /// else `ingest.default_tenant`.
-async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
+async fn tenant(state: &App, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
     let runtime = state.runtime();
     let config = state.ingest().config();
     let tenant = if runtime.auth.is_bearer() {
         runtime
             .auth
-            .identify(headers, &Params::default())
+            .identify(headers, None)
             .await
-            .map_err(|e| (e.to_api_error().status, e.to_string()))?
+            .map_err(|e| (ApiError::from(&e).status, e.to_string()))?
     } else {
-        let mut values = headers.get_all(config.tenant_header.as_str()).iter();
-        match (values.next(), values.next()) {
-            (Some(_), Some(_)) => {
+        let name = config.tenant_header.as_str();
+        match header_value(headers, name) {
+            Err(HeaderError::Duplicate) => {
                 return Err((
                     StatusCode::BAD_REQUEST,
-                    format!("{} given more than once", config.tenant_header),
+                    format!("{name} given more than once"),
                 ));
             }
-            (Some(v), None) => v
-                .to_str()
-                .map_err(|_| {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("{} is not readable text", config.tenant_header),
-                    )
-                })?
-                .trim()
-                .to_string(),
-            _ => match &config.default_tenant {
+            Err(HeaderError::Malformed) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} is not readable text"),
+                ));
+            }
+            Ok(Some(value)) => value.to_string(),
+            Ok(None) => match &config.default_tenant {
                 Some(t) => t.clone(),
                 None => {
                     return Err((
                         StatusCode::UNAUTHORIZED,
                         format!(
-                            "no tenant: set the {} header (no default tenant is configured)",
-                            config.tenant_header
+                            "no tenant: set the {name} header (no default tenant is configured)"
                         ),
                     ));
                 }
             },
         }
     };
-    crate::tenant::validate_tenant_id(&tenant).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    crate::names::validate_tenant_id(&tenant).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     Ok(tenant)
 }
 
 async fn write(
-    State(state): State<AppState>,
+    State(state): State<App>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
@@ -114,7 +124,7 @@ async fn write(
     if !ingest.enabled() {
         // Like every other path this gateway does not serve.
         count(&state, StatusCode::FORBIDDEN);
-        return crate::error::ApiError::forbidden(format!(
+        return ApiError::forbidden(format!(
             "{} is not served: remote write is not enabled on this gateway (ingest.enabled: false)",
             uri.path()
         ))
@@ -157,12 +167,13 @@ async fn write(
     let inline = !ingest.spills()
         && snap::raw::decompress_len(&body).is_ok_and(|n| n <= INLINE_DECOMPRESSED_BYTES);
     let receive = move || {
-        ingest.receive(
+        let answer = ingest.receive(
             &tenant,
             content_type.as_deref(),
             content_encoding.as_deref(),
             body,
-        )
+        );
+        (answer, tenant)
     };
     let answer = if inline {
         Ok(receive())
@@ -170,8 +181,14 @@ async fn write(
         tokio::task::spawn_blocking(receive).await
     };
     match answer {
-        Ok(a) => {
-            let mut response = text(a.status, a.message);
+        Ok((a, tenant)) => {
+            let status = status_of(a.outcome);
+            count(&state, status);
+            if status.is_client_error() {
+                // The target the line always had, for log filters that name it.
+                tracing::info!(target: "proxy::ingest::receiver", tenant = tenant.as_str(), status = status.as_u16(), reason = %a.message, "remote write refused");
+            }
+            let mut response = text(status, a.message);
             if let Some(secs) = a.retry_after
                 && let Ok(v) = secs.to_string().parse()
             {
@@ -193,10 +210,10 @@ struct TopParams {
     limit: Option<usize>,
 }
 
-async fn top(State(state): State<AppState>, Query(p): Query<TopParams>) -> Response {
+async fn top(State(state): State<App>, Query(p): Query<TopParams>) -> Response {
     let by = match p.by.as_deref().unwrap_or("series").parse::<TopBy>() {
         Ok(b) => b,
-        Err(e) => return crate::error::ApiError::bad_data(e).into_response(),
+        Err(e) => return ApiError::bad_data(e).into_response(),
     };
     let limit = p.limit.unwrap_or(20).min(1000);
     let entries = state
@@ -210,7 +227,7 @@ struct UsageParams {
     tenant: Option<String>,
 }
 
-async fn usage(State(state): State<AppState>, Query(p): Query<UsageParams>) -> Response {
+async fn usage(State(state): State<App>, Query(p): Query<UsageParams>) -> Response {
     let ingest = state.ingest();
     let stats = ingest
         .usage
@@ -225,7 +242,7 @@ async fn usage(State(state): State<AppState>, Query(p): Query<UsageParams>) -> R
     .into_response()
 }
 
-async fn debug(State(state): State<AppState>) -> Response {
+async fn debug(State(state): State<App>) -> Response {
     let ingest = state.ingest();
     Json(serde_json::json!({
         "enabled": ingest.enabled(),
@@ -233,4 +250,25 @@ async fn debug(State(state): State<AppState>) -> Response {
         "tenants": ingest.tracker.tenants(),
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statuses Prometheus' own receiver gives, as they were when the receiver chose them.
+    #[test]
+    fn outcomes_are_answered_with_remote_write_statuses() {
+        let cases = [
+            (Outcome::Accepted, 204),
+            (Outcome::Refused, 400),
+            (Outcome::TooLarge, 413),
+            (Outcome::UnsupportedMedia, 415),
+            (Outcome::Disabled, 404),
+            (Outcome::Busy, 503),
+        ];
+        for (outcome, status) in cases {
+            assert_eq!(status_of(outcome).as_u16(), status, "{outcome:?}");
+        }
+    }
 }

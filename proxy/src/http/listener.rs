@@ -77,7 +77,7 @@ pub fn tls_config(tls: &TlsServerConfig) -> anyhow::Result<rustls::ServerConfig>
     );
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
         .map_err(|e| pem_error("server.tls.key_file", &tls.key_file, e))?;
-    crate::backend::install_crypto_provider();
+    crate::client::install_crypto_provider();
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)

@@ -8,20 +8,21 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::Refusal;
 use super::params::{self, MATCH};
 use super::prom_api::{Prepared, enforce_error, into_response, prepare};
-use super::{AppState, Refusal};
+use crate::app::App;
 use crate::backend::{MAX_BUFFERED_BYTES, UpstreamRequest, read_body};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
-pub async fn handler(State(state): State<AppState>, request: Request) -> Response {
+pub async fn handler(State(state): State<App>, request: Request) -> Response {
     match metadata(&state, request).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     }
 }
 
-async fn metadata(state: &AppState, request: Request) -> Result<Response, Refusal> {
+async fn metadata(state: &App, request: Request) -> Result<Response, Refusal> {
     let prepared = prepare(state, request).await?;
     let limit = match prepared.params.get_non_empty("limit") {
         None => None,
@@ -72,7 +73,7 @@ async fn metadata(state: &AppState, request: Request) -> Result<Response, Refusa
 }
 
 /// The metric names that have at least one series the tenant may see.
-async fn visible_names(state: &AppState, prepared: &Prepared) -> Result<BTreeSet<String>, Refusal> {
+async fn visible_names(state: &App, prepared: &Prepared) -> Result<BTreeSet<String>, Refusal> {
     let selectors = prepared
         .enforce_match_selectors(&[])
         .map_err(|e| enforce_error(state, e))?;

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use super::AppState;
+use crate::app::App;
 use crate::telemetry::{HttpLabels, RouteLabels};
 
 /// Every route template either router serves; anything else is `other`.
@@ -61,11 +61,11 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 /// Wrap every route of `router` (fallbacks included).
-pub fn layer(router: Router<AppState>, state: AppState) -> Router<AppState> {
+pub fn layer(router: Router<App>, state: App) -> Router<App> {
     router.layer(axum::middleware::from_fn_with_state(state, observe))
 }
 
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn observe(State(state): State<App>, request: Request, next: Next) -> Response {
     let route = route_template(request.uri().path());
     let method = method_label(request.method());
     // Never the URL (it may carry `namespace`), never headers (they may carry tokens).

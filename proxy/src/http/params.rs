@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Request, header};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Parameters that may appear once only (URL and body together). A second copy would let a
 /// backend that reads "the other one" see a value the proxy never enforced.

@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::params::{self, MATCH, Params};
-use super::{AppState, Refusal, Runtime, metadata};
+use super::{Refusal, metadata};
+use crate::app::{App, Runtime};
 use crate::backend::{UpstreamRequest, UpstreamResponse};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::names::is_legacy_label_name;
 use crate::promql::{EnforceError, EnforceLimits};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, TenantLabels};
 use crate::tenant::Tenant;
 
 /// Parameters forwarded (when present and non-empty) besides the enforced ones.
@@ -33,7 +35,7 @@ const QUERY_RANGE_PARAMS: &[&str] = &[
 const EXEMPLAR_PARAMS: &[&str] = &["start", "end"];
 const SERIES_PARAMS: &[&str] = &["start", "end", "limit"];
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<App> {
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -84,7 +86,7 @@ impl Prepared {
     }
 }
 
-pub(crate) async fn prepare(state: &AppState, request: Request) -> Result<Prepared, Refusal> {
+pub(crate) async fn prepare(state: &App, request: Request) -> Result<Prepared, Refusal> {
     let runtime = state.runtime();
     let (parts, params) = params::read(request, runtime.settings.max_body_bytes)
         .await
@@ -92,9 +94,7 @@ pub(crate) async fn prepare(state: &AppState, request: Request) -> Result<Prepar
             Metrics::inc_reason(&state.metrics().bad_requests, error.reason());
             ApiError::from(error)
         })?;
-    let tenant = state
-        .resolve_tenant(&runtime, &parts.headers, &params)
-        .await?;
+    let tenant = resolve_tenant(state, &runtime, &parts.headers, &params).await?;
     Ok(Prepared {
         runtime,
         tenant,
@@ -102,7 +102,49 @@ pub(crate) async fn prepare(state: &AppState, request: Request) -> Result<Prepar
     })
 }
 
-pub(crate) fn enforce_error(state: &AppState, error: EnforceError) -> ApiError {
+/// Authenticate the request and find its tenant in the store.
+pub(crate) async fn resolve_tenant(
+    state: &App,
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Arc<Tenant>, Refusal> {
+    let metrics = state.metrics();
+    let param = runtime.auth.tenant_param().and_then(|p| params.get(p));
+    let namespace = runtime
+        .auth
+        .identify(headers, param)
+        .await
+        .map_err(|error| {
+            Metrics::inc_reason(&metrics.auth_failures, error.reason());
+            Refusal::Auth(error)
+        })?;
+    let Some(tenant) = state.tenants().get(&namespace) else {
+        Metrics::inc_reason(&metrics.auth_failures, "unknown_tenant");
+        let shown: String = namespace.chars().take(63).collect();
+        return Err(
+            ApiError::forbidden(format!("unknown tenant {shown}: no valid MetricAccess")).into(),
+        );
+    };
+    tracing::Span::current().record("tenant", tenant.namespace.as_str());
+    metrics
+        .tenant_requests
+        .get_or_create(&TenantLabels {
+            tenant: tenant.namespace.clone(),
+        })
+        .inc();
+    if tenant.policy.clauses.is_empty() {
+        Metrics::inc_reason(&metrics.auth_failures, "empty_policy");
+        return Err(ApiError::forbidden(format!(
+            "tenant {} may not read any metric: its MetricAccess lists no metrics",
+            tenant.namespace
+        ))
+        .into());
+    }
+    Ok(tenant)
+}
+
+pub(crate) fn enforce_error(state: &App, error: EnforceError) -> ApiError {
     let reason = match &error {
         EnforceError::Empty => "empty",
         EnforceError::Parse(_) => "parse",
@@ -127,7 +169,7 @@ pub(crate) fn enforce_error(state: &AppState, error: EnforceError) -> ApiError {
     }
 }
 
-fn bad_request(state: &AppState, reason: &str, message: impl Into<String>) -> Response {
+fn bad_request(state: &App, reason: &str, message: impl Into<String>) -> Response {
     Metrics::inc_reason(&state.metrics().bad_requests, reason);
     ApiError::bad_data(message).into_response()
 }
@@ -155,13 +197,13 @@ pub(crate) fn into_response(upstream: UpstreamResponse) -> Response {
 async fn send(prepared: &Prepared, request: UpstreamRequest) -> Response {
     match prepared.runtime.backends.send(&request).await {
         Ok(upstream) => into_response(upstream),
-        Err(error) => error.into_response(),
+        Err(error) => ApiError::from(error).into_response(),
     }
 }
 
 /// `query`-carrying endpoints: rewrite the query, forward it with `extra` parameters.
 async fn query_endpoint(
-    state: AppState,
+    state: App,
     request: Request,
     path: &'static str,
     extra: &[&'static str],
@@ -195,21 +237,21 @@ async fn query_endpoint(
     send(&prepared, upstream).await
 }
 
-async fn query(State(state): State<AppState>, request: Request) -> Response {
+async fn query(State(state): State<App>, request: Request) -> Response {
     query_endpoint(state, request, "/api/v1/query", QUERY_PARAMS).await
 }
 
-async fn query_range(State(state): State<AppState>, request: Request) -> Response {
+async fn query_range(State(state): State<App>, request: Request) -> Response {
     query_endpoint(state, request, "/api/v1/query_range", QUERY_RANGE_PARAMS).await
 }
 
-async fn exemplars(State(state): State<AppState>, request: Request) -> Response {
+async fn exemplars(State(state): State<App>, request: Request) -> Response {
     query_endpoint(state, request, "/api/v1/query_exemplars", EXEMPLAR_PARAMS).await
 }
 
 /// `match[]`-carrying endpoints: intersect every selector with every clause.
 async fn match_endpoint(
-    state: AppState,
+    state: App,
     request: Request,
     method: Method,
     path: String,
@@ -238,22 +280,23 @@ async fn match_endpoint(
     send(&prepared, upstream).await
 }
 
-async fn series(State(state): State<AppState>, request: Request) -> Response {
+async fn series(State(state): State<App>, request: Request) -> Response {
     let path = "/api/v1/series".to_string();
     match_endpoint(state, request, Method::POST, path, SERIES_PARAMS, true).await
 }
 
-async fn labels(State(state): State<AppState>, request: Request) -> Response {
+async fn labels(State(state): State<App>, request: Request) -> Response {
     let path = "/api/v1/labels".to_string();
     match_endpoint(state, request, Method::POST, path, SERIES_PARAMS, false).await
 }
 
 async fn label_values(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    if !is_label_name(&name) {
+    // The name goes into the upstream path.
+    if !is_legacy_label_name(&name) {
         let shown: String = name.chars().take(100).collect();
         return bad_request(
             &state,
@@ -266,16 +309,7 @@ async fn label_values(
     match_endpoint(state, request, Method::GET, path, SERIES_PARAMS, false).await
 }
 
-async fn federate(State(state): State<AppState>, request: Request) -> Response {
+async fn federate(State(state): State<App>, request: Request) -> Response {
     let path = "/federate".to_string();
     match_endpoint(state, request, Method::GET, path, &[], true).await
-}
-
-/// Prometheus' (2.x) label name syntax: the name goes into the upstream path.
-pub fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

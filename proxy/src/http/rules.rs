@@ -16,19 +16,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::Refusal;
 use super::prom_api::prepare;
-use super::{AppState, Refusal};
+use crate::app::App;
 use crate::backend::UpstreamRequest;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::promql::Visibility;
 
-pub fn routes() -> axum::Router<AppState> {
+pub fn routes() -> axum::Router<App> {
     axum::Router::new()
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
 }
 
-async fn rules(State(state): State<AppState>, request: Request) -> Response {
+async fn rules(State(state): State<App>, request: Request) -> Response {
     answer(
         filtered_rules(&state, request, false)
             .await
@@ -36,7 +37,7 @@ async fn rules(State(state): State<AppState>, request: Request) -> Response {
     )
 }
 
-async fn alerts(State(state): State<AppState>, request: Request) -> Response {
+async fn alerts(State(state): State<App>, request: Request) -> Response {
     answer(
         filtered_rules(&state, request, true)
             .await
@@ -59,7 +60,7 @@ fn answer(result: Result<Value, Refusal>) -> Response {
 /// The backend's `/api/v1/rules` `data`, filtered for the request's tenant. `alerts_only`:
 /// ask for alerting rules only (whatever `type` the client sent).
 async fn filtered_rules(
-    state: &AppState,
+    state: &App,
     request: Request,
     alerts_only: bool,
 ) -> Result<Value, Refusal> {

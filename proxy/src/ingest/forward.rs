@@ -15,12 +15,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::cardinality::series_hash;
-use crate::collector::target::{Endpoint, Protocol};
 
 mod route;
 use crate::config::ingest::ForwardConfig;
 use crate::delivery::spill::SpillQueue;
-use crate::delivery::{Delivery, DeliverySettings, DeliveryStats, Payload, QueueFull};
+use crate::delivery::{
+    Delivery, DeliverySettings, DeliveryStats, Endpoint, Payload, Protocol, QueueFull,
+};
 use crate::remote_write::{MetricMetadata, Sample, TimeSeries, WriteRequest};
 use crate::telemetry::{DeliveryFamilies, EndpointLabels};
 use route::{Affinity, Plan};

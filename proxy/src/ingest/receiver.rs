@@ -1,11 +1,10 @@
 //! One remote-write request, from body to answer: headers, decoding, the limits of every series,
-//! the tenant's pipeline, then all-or-nothing queueing. Answers follow remote-write semantics:
-//! 204 when the data is safely queued, 400 (not retried by senders) for data it refuses, 503
-//! (retried) when it cannot take the request now, never 2xx for data it then loses.
+//! the tenant's pipeline, then all-or-nothing queueing. The [`Outcome`] follows remote-write
+//! semantics (the HTTP layer answers it: 204 when the data is safely queued, 400, not retried
+//! by senders, for data it refuses, 503, retried, when it cannot take the request now), never
+//! a success for data it then loses.
 
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use http::StatusCode;
 
 use bytes::Bytes;
 
@@ -18,21 +17,38 @@ use crate::config::ingest::IngestLimits;
 use crate::relabel::{CowLabel, Text};
 use crate::remote_write::TimeSeries;
 use crate::remote_write::wire::{LabelRef, SeriesRef, eq_short};
-use crate::telemetry::{CodeLabels, DropLabels, ReasonLabels};
+use crate::telemetry::{DropLabels, ReasonLabels};
+
+/// What became of a request; `http::ingest` answers it with a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every series the gateway kept is safely queued.
+    Accepted,
+    /// The request, or some of its series, is refused for its data: a sender must not retry it.
+    Refused,
+    /// The body is over a size limit (compressed or decompressed).
+    TooLarge,
+    /// A content type or encoding the gateway does not read.
+    UnsupportedMedia,
+    /// The gateway is disabled.
+    Disabled,
+    /// Nothing was queued (the forwarding queues are full): retry later.
+    Busy,
+}
 
 /// The answer to a sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub status: StatusCode,
+    pub outcome: Outcome,
     pub message: String,
-    /// Seconds, with 503.
+    /// Seconds, with [`Outcome::Busy`].
     pub retry_after: Option<u64>,
 }
 
 impl Answer {
-    fn new(status: StatusCode, message: impl Into<String>) -> Answer {
+    fn new(outcome: Outcome, message: impl Into<String>) -> Answer {
         Answer {
-            status,
+            outcome,
             message: message.into(),
             retry_after: None,
         }
@@ -73,7 +89,8 @@ struct Pending<'a> {
 }
 
 impl Ingest {
-    /// Handle one request of `tenant` (already identified).
+    /// Handle one request of `tenant` (already identified). The HTTP layer counts and logs the
+    /// answer with its status code.
     pub fn receive(
         &self,
         tenant: &str,
@@ -81,18 +98,7 @@ impl Ingest {
         content_encoding: Option<&str>,
         body: Bytes,
     ) -> Answer {
-        let answer = self.receive_inner(tenant, content_type, content_encoding, body);
-        self.metrics
-            .ingest
-            .requests
-            .get_or_create(&CodeLabels {
-                code: answer.status.as_u16().to_string(),
-            })
-            .inc();
-        if answer.status.is_client_error() {
-            tracing::info!(tenant, status = answer.status.as_u16(), reason = %answer.message, "remote write refused");
-        }
-        answer
+        self.receive_inner(tenant, content_type, content_encoding, body)
     }
 
     fn refuse(&self, refusal: &Refusal) {
@@ -116,16 +122,16 @@ impl Ingest {
         let config = &settings.config;
         if let Err(r) = limits::check_headers(content_type, content_encoding) {
             self.refuse(&r);
-            return Answer::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, r.message);
+            return Answer::new(Outcome::UnsupportedMedia, r.message);
         }
         let refused = |r: Refusal| {
             self.refuse(&r);
-            let status = if r.reason == "too_large" {
-                StatusCode::PAYLOAD_TOO_LARGE
+            let outcome = if r.reason == "too_large" {
+                Outcome::TooLarge
             } else {
-                StatusCode::BAD_REQUEST
+                Outcome::Refused
             };
-            Answer::new(status, r.message)
+            Answer::new(outcome, r.message)
         };
         let RequestBuffers {
             mut raw,
@@ -175,7 +181,7 @@ impl Ingest {
         }
         self.admit_pending(&mut batch);
         let Some(forwarder) = &self.forwarder else {
-            return Answer::new(StatusCode::NOT_FOUND, "the ingest gateway is disabled");
+            return Answer::new(Outcome::Disabled, "the ingest gateway is disabled");
         };
         let Batch {
             kept,
@@ -202,16 +208,16 @@ impl Ingest {
             Err(full) => {
                 // Nothing was queued: the sender retries the whole request later.
                 return Answer {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    outcome: Outcome::Busy,
                     message: format!("the gateway's forwarding {full}; retry later"),
                     retry_after: Some(5),
                 };
             }
         }
         match refusals.first() {
-            None => Answer::new(StatusCode::NO_CONTENT, ""),
+            None => Answer::new(Outcome::Accepted, ""),
             Some(first) => Answer::new(
-                StatusCode::BAD_REQUEST,
+                Outcome::Refused,
                 format!(
                     "{} series refused, the others were accepted; first: {}",
                     refusals.len(),

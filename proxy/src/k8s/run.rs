@@ -1,15 +1,21 @@
-//! What Kubernetes mode starts next to the listeners: the `MetricAccess` watcher that fills
-//! the tenant store and the status writer. The API client is made once, at start, when
-//! any feature needs it.
+//! What Kubernetes mode starts next to the listeners: backend discovery, the `MetricAccess`
+//! watcher that fills the tenant store and the status writer. The API client is made once, at
+//! start, when any feature needs it. [`start`] takes the parts it feeds or reads and hands the
+//! tasks back: the caller owns them (and swaps in the discovered backends).
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backend::GroupSettings;
 use crate::collector::Collector;
 use crate::collector::job::JobStatus;
 use crate::config::{AuthMode, Config, TenantSourceKind};
-use crate::http::AppState;
+use crate::telemetry::Metrics;
 use crate::tenant::TenantStore;
 
+use super::shard::Shard;
 use super::status::StatusInputs;
 
 /// Whether `config` needs the Kubernetes API.
@@ -64,7 +70,7 @@ pub fn describe(config: &Config) -> Vec<String> {
 /// The status writer's view of the proxy.
 struct StatusView {
     collector: Arc<Collector>,
-    shard: Option<Arc<super::shard::Shard>>,
+    shard: Option<Arc<Shard>>,
 }
 
 impl StatusInputs for StatusView {
@@ -79,42 +85,68 @@ impl StatusInputs for StatusView {
     }
 }
 
-/// Start what `config` asks of Kubernetes mode for `state`: backend discovery, the tenant
-/// source and the status writer. Tasks stop with the proxy.
-pub fn start(state: &AppState, tenants: &Arc<TenantStore>, config: &Config) {
-    let Some(client) = state.kube().cloned() else {
-        return;
-    };
+/// What Kubernetes mode works with: the API client and the parts of the proxy it fills or
+/// reads.
+pub struct Parts {
+    pub client: kube::Client,
+    /// Filled by the `MetricAccess` watcher.
+    pub tenants: Arc<TenantStore>,
+    pub metrics: Arc<Metrics>,
+    /// Read by the status writer (each CR's last collection).
+    pub collector: Arc<Collector>,
+    /// This replica's share of the collection (`kubernetes.sharding`).
+    pub shard: Option<Arc<Shard>>,
+}
+
+/// The tasks [`start`] started. The caller keeps them running until the proxy stops.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// Backend discovery: the groups it publishes (to be served from), and its task.
+    pub discovery: Option<(watch::Receiver<Vec<GroupSettings>>, JoinHandle<()>)>,
+    /// The `MetricAccess` watcher (Kubernetes tenant source).
+    pub tenant_source: Option<JoinHandle<()>>,
+    /// The status writer (`kubernetes.write_status`).
+    pub status_writer: Option<JoinHandle<()>>,
+}
+
+/// Start what `config` asks of Kubernetes mode: backend discovery, the tenant source and the
+/// status writer.
+pub fn start(parts: Parts, config: &Config) -> Started {
+    let Parts {
+        client,
+        tenants,
+        metrics,
+        collector,
+        shard,
+    } = parts;
+    let mut started = Started::default();
     if let Some(discovery) = config.discovery.kubernetes.clone() {
-        let (groups, task) =
-            super::discovery::spawn(client.clone(), discovery, config.discovery.refresh_interval);
-        state.add_background(task);
-        state.add_background(state.follow_discovered_backends(groups));
+        started.discovery = Some(super::discovery::spawn(
+            client.clone(),
+            discovery,
+            config.discovery.refresh_interval,
+        ));
     }
-    let settings = state.runtime().settings.clone();
-    if settings.tenants_dir.is_some() {
-        return;
+    if config.tenants.source != TenantSourceKind::Kubernetes {
+        return started;
     }
     let (observed, watch) = super::tenants::spawn(
         client.clone(),
-        settings.tenant_namespaces.clone(),
+        config.tenants.watched_namespaces(),
         tenants.clone(),
-        state.metrics().clone(),
+        metrics.clone(),
     );
-    state.set_tenant_source(watch);
-    if settings.kubernetes.write_status {
-        let view = Arc::new(StatusView {
-            collector: state.collector().clone(),
-            shard: state.shard().cloned(),
-        });
-        let writer = super::status::spawn(
+    started.tenant_source = Some(watch);
+    if config.kubernetes.write_status {
+        let view = Arc::new(StatusView { collector, shard });
+        started.status_writer = Some(super::status::spawn(
             client,
             observed,
-            tenants.clone(),
+            tenants,
             view,
-            settings.kubernetes.status_interval,
-            state.metrics().clone(),
-        );
-        state.add_background(writer);
+            config.kubernetes.status_interval,
+            metrics,
+        ));
     }
+    started
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
+use crate::collector::target::SecretSource;
 use crate::tenant::crd::SecretKeyRef;
 
 /// Failed lookups are retried after at most this long.
@@ -99,6 +100,16 @@ impl KubeSecrets {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, (Instant::now(), answer.clone()));
         answer
+    }
+}
+
+impl SecretSource for KubeSecrets {
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        reference: &'a SecretKeyRef,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>> {
+        Box::pin(self.get(namespace, reference))
     }
 }
 

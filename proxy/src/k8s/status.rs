@@ -202,7 +202,7 @@ pub fn spawn(
             let crs = observed.snapshot();
             last_patch.retain(|k, _| crs.contains_key(k));
             sent.retain(|k, _| crs.contains_key(k));
-            let now = crate::backend::health::rfc3339(std::time::SystemTime::now());
+            let now = crate::time::rfc3339(std::time::SystemTime::now());
             for ((ns, name), o) in &crs {
                 if !inputs.owns(ns, name) {
                     continue;

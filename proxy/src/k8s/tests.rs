@@ -19,16 +19,14 @@ fn pod(ns: &str, name: &str, port: u16, ready: bool) -> serde_json::Value {
 
 /// The whole proxy on loopback ports, in the Kubernetes mode `yaml` describes, talking to
 /// `api`.
-pub(super) async fn start_proxy(api: &SimulatedApiServer, yaml: &str) -> crate::http::RunningProxy {
+pub(super) async fn start_proxy(api: &SimulatedApiServer, yaml: &str) -> crate::app::RunningProxy {
     let listeners = "server: { listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\" }\n";
     let config = Config::from_yaml(&format!("{listeners}{yaml}"), "test").unwrap();
-    let options = crate::http::StartOptions {
+    let options = crate::app::StartOptions {
         kube_client: Some(api.client()),
         ..Default::default()
     };
-    crate::http::start_with(config, None, options)
-        .await
-        .unwrap()
+    crate::app::start_with(config, None, options).await.unwrap()
 }
 
 async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {

@@ -33,6 +33,8 @@ use promql_parser::parser::{
     VectorMatchCardinality, VectorSelector,
 };
 
+use crate::names::{is_legacy_label_name, is_metric_name};
+
 /// Why a tree has no faithful text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -297,7 +299,7 @@ fn bin_modifier(
 
 /// Keywords the lexer reads as something else than a label name in a `by (…)` list.
 fn bare_grouping_label(label: &str) -> bool {
-    is_label(label)
+    is_legacy_label_name(label)
         && !["without", "smoothed", "anchored", "inf", "nan"]
             .iter()
             .any(|k| label.eq_ignore_ascii_case(k))
@@ -317,19 +319,6 @@ fn label_list(out: &mut String, labels: &[String]) {
         }
     }
     out.push(')');
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, what the lexer reads as one identifier.
-fn is_label(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn is_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 /// Keywords that are no metric identifier in the grammar: a selector can't be named so.
@@ -414,7 +403,7 @@ fn selector(out: &mut String, vs: &VectorSelector) -> Result<(), Unprintable> {
 }
 
 fn matcher(out: &mut String, m: &Matcher) {
-    if is_label(&m.name) {
+    if is_legacy_label_name(&m.name) {
         out.push_str(&m.name);
     } else {
         quoted(out, &m.name);

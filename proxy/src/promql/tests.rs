@@ -71,8 +71,7 @@ fn refuses_empty_and_unparsable_queries() {
         err("foo{a=~`\\d+`}", &single()),
         EnforceError::Parse(_)
     ));
-    assert_eq!(err("sum(", &single()).error_type(), "bad_data");
-    assert_eq!(err("sum(", &single()).status_code(), 400);
+    assert!(matches!(err("sum(", &single()), EnforceError::Parse(_)));
 }
 
 #[test]
@@ -293,7 +292,6 @@ fn empty_policy_is_no_access() {
     let empty = Policy::default();
     assert_eq!(err("up", &empty), EnforceError::NoAccess);
     assert_eq!(err("1", &empty), EnforceError::NoAccess);
-    assert_eq!(EnforceError::NoAccess.status_code(), 403);
     assert_eq!(
         enforce_match_selectors(&[], &empty, &EnforceLimits::default()),
         Err(EnforceError::NoAccess)
@@ -313,7 +311,6 @@ fn hand_built_clause_without_matchers_fails_closed() {
     };
     let e = err("up", &p);
     assert!(matches!(e, EnforceError::Invariant(_)), "{e:?}");
-    assert_eq!(e.status_code(), 500);
 }
 
 #[test]

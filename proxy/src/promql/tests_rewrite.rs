@@ -1,5 +1,5 @@
 //! Table-driven rewrite tests: every `Expr` shape under one-clause, two-clause and nameless
-//! policies, snapshotted as `query => rewritten` (reviewed by hand).
+//! policies, snapshotted as `query => rewritten` (reviewed by hand), one snapshot per case.
 
 use super::tests::{enforce, multi, nameless, policy, single};
 use super::*;
@@ -85,46 +85,48 @@ const ABSENT: &[&str] = &[
     "absent(up) * 2",
 ];
 
-fn table(queries: &[&str], p: &Policy) -> String {
-    let mut out = String::new();
-    for q in queries {
+/// One snapshot per case, `<table>-<index>`, holding `query\n    => rewritten` and described by
+/// its query, so a failing case names itself.
+fn snapshot_table(table: &str, queries: &[&str], p: &Policy) {
+    for (i, q) in queries.iter().enumerate() {
         let result = match enforce(q, p) {
             Ok(s) => s,
             Err(e) => format!("ERROR {e}"),
         };
-        out.push_str(&format!("{q}\n    => {result}\n"));
+        insta::with_settings!({description => *q, omit_expression => true}, {
+            insta::assert_snapshot!(format!("{table}-{i:02}"), format!("{q}\n    => {result}"));
+        });
     }
-    out
 }
 
 #[test]
 fn shapes_single_clause() {
-    insta::assert_snapshot!("shapes_single_clause", table(SHAPES, &single()));
+    snapshot_table("shapes_single_clause", SHAPES, &single());
 }
 
 #[test]
 fn shapes_multi_clause() {
-    insta::assert_snapshot!("shapes_multi_clause", table(SHAPES, &multi()));
+    snapshot_table("shapes_multi_clause", SHAPES, &multi());
 }
 
 #[test]
 fn shapes_nameless_clauses() {
-    insta::assert_snapshot!("shapes_nameless_clauses", table(SHAPES, &nameless()));
+    snapshot_table("shapes_nameless_clauses", SHAPES, &nameless());
 }
 
 #[test]
 fn absent_single_clause() {
-    insta::assert_snapshot!("absent_single_clause", table(ABSENT, &single()));
+    snapshot_table("absent_single_clause", ABSENT, &single());
 }
 
 #[test]
 fn absent_multi_clause() {
-    insta::assert_snapshot!("absent_multi_clause", table(ABSENT, &multi()));
+    snapshot_table("absent_multi_clause", ABSENT, &multi());
 }
 
 #[test]
 fn absent_nameless_clauses() {
-    insta::assert_snapshot!("absent_nameless_clauses", table(ABSENT, &nameless()));
+    snapshot_table("absent_nameless_clauses", ABSENT, &nameless());
 }
 
 #[test]
@@ -137,16 +139,14 @@ fn label_selectors_policy() {
             "labelSelectors": {"env": "prod", "team": "b\"q"}
         }),
     );
-    insta::assert_snapshot!(
+    snapshot_table(
         "label_selectors_policy",
-        table(
-            &[
-                "rate(foo[5m])",
-                "absent(foo{env=\"prod\"})",
-                "up{team=\"c\"}"
-            ],
-            &p
-        )
+        &[
+            "rate(foo[5m])",
+            "absent(foo{env=\"prod\"})",
+            "up{team=\"c\"}",
+        ],
+        &p,
     );
 }
 

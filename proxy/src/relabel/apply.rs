@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 
 use super::labels::LabelSet;
 use super::{Action, RelabelProgram, RelabelRule};
-use crate::tenant::policy::is_legacy_label_name;
+use crate::names::is_legacy_label_name;
 
 impl RelabelProgram {
     /// Apply in order to `labels` (sorted by name on input and on output; keep it sorted).

@@ -6,9 +6,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{ACTIONS, Action, Matcher, RelabelError, RelabelProgram, RelabelRule, Template};
-use crate::tenant::crd::RelabelConfig;
-use crate::tenant::policy::is_legacy_label_name;
+use super::{
+    ACTIONS, Action, Matcher, RelabelConfig, RelabelError, RelabelProgram, RelabelRule, Template,
+};
+use crate::names::is_legacy_label_name;
 
 const DEFAULT_SEPARATOR: &str = ";";
 const DEFAULT_REPLACEMENT: &str = "$1";

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 mod validate;
 
+/// The rule type of `metricRelabelings`, owned by the relabel engine.
+pub use crate::relabel::RelabelConfig;
+
 /// What a tenant (the CR's namespace) may read, and where its series are copied.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -158,38 +161,6 @@ pub struct TlsConfig {
     pub ca_file: Option<String>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
-}
-
-/// A Prometheus relabel rule with prometheus-operator's field names. `separator` and
-/// `replacement` are options so that an explicit `""` differs from absent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RelabelConfig {
-    // The aliases accept Prometheus' own `metric_relabel_configs` spelling in the config file.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        alias = "source_labels"
-    )]
-    pub source_labels: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub separator: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "target_label"
-    )]
-    pub target_label: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub regex: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modulus: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replacement: Option<String>,
-    /// replace (default), keep, drop, labeldrop, labelkeep, labelmap, hashmod, keepequal,
-    /// dropequal, lowercase, uppercase; case-insensitive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
 }
 
 /// Written by the proxy through the status subresource.

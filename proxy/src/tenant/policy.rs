@@ -20,6 +20,7 @@ use promql_parser::parser::token::{T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
 use promql_parser::util::escape_string;
 
 use super::crd::MetricAccessSpec;
+use crate::names::{is_legacy_label_name, is_metric_name};
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -273,20 +274,6 @@ fn validate_regex(re: &str) -> Result<(), String> {
     regex::Regex::new(re).map_err(|e| format!("not a valid regex: {e}"))?;
     regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("not a valid regex: {e}"))?;
     Ok(())
-}
-
-/// `[a-zA-Z_:][a-zA-Z0-9_:]*`: a metric name Prometheus accepts bare.
-pub fn is_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_legacy_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Merges clauses that are equal except for one `__name__` equality/regex matcher into one

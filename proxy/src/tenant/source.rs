@@ -259,7 +259,7 @@ pub(crate) fn check_document(
         return Err(format!("apiVersion {api:?} is not {API_VERSION:?}"));
     }
     let ns = ns.ok_or("metadata.namespace is required: it names the tenant")?;
-    super::validate_tenant_id(ns).map_err(|e| format!("metadata.namespace: {e}"))?;
+    crate::names::validate_tenant_id(ns).map_err(|e| format!("metadata.namespace: {e}"))?;
     name.filter(|n| !n.is_empty())
         .ok_or("metadata.name is required")?;
     // Parsing the document's own text again gives serde-saphyr's line and column.

@@ -226,7 +226,7 @@ struct UrlState {
 
 impl UrlSource {
     pub fn new(url: String, refresh: Duration) -> Result<UrlSource, String> {
-        crate::backend::install_crypto_provider();
+        crate::client::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()

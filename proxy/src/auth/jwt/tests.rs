@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -13,7 +13,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
 use crate::auth::{AuthConfigError, AuthSettings, Authenticator};
-use crate::http::params::Params;
 
 const ISSUER: &str = "https://issuer.example";
 
@@ -94,20 +93,17 @@ async fn identify(auth: &Authenticator, token: &str) -> Result<String, AuthError
         header::AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
-    auth.identify(&headers, &Params::default()).await
+    auth.identify(&headers, None).await
 }
 
-/// The token is refused with 401, a Bearer challenge, and a reason containing `why` but not
-/// the token.
+/// The token is refused as invalid (401 with a Bearer challenge, `http::refusal`), with a
+/// reason containing `why` but not the token.
 async fn refused(auth: &Authenticator, token: &str, why: &str) {
     let error = identify(auth, token).await.unwrap_err();
     let text = error.to_string();
     assert!(text.contains(why), "{text:?} should say {why:?}");
     assert!(!text.contains(token), "{text:?} quotes the token");
     assert_eq!(error.reason(), "invalid_token");
-    let response = axum::response::IntoResponse::into_response(error);
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
 }
 
 #[tokio::test]
@@ -318,7 +314,6 @@ async fn jwt_jwks_url_unreachable_is_503() {
         JwtVerifier::new(settings(JwksSource::Url("http://127.0.0.1:1/jwks".into()))).unwrap();
     let error = verifier.identify(&sign(&k1, &claims())).await.unwrap_err();
     assert!(matches!(error, AuthError::Unavailable(_)), "{error:?}");
-    assert_eq!(error.to_api_error().status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[test]

@@ -3,15 +3,13 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use super::*;
 use crate::auth::{AuthConfigError, AuthSettings, Authenticator};
-use crate::http::params::Params;
 use crate::k8s::simulated::SimulatedApiServer;
 
 const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
@@ -106,7 +104,7 @@ async fn identify(auth: &Authenticator, token: &str) -> Result<String, AuthError
         header::AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
-    auth.identify(&headers, &Params::default()).await
+    auth.identify(&headers, None).await
 }
 
 async fn count(api: &SimulatedApiServer, path: &str) -> usize {
@@ -136,12 +134,6 @@ async fn simulated_token_review_rejection_is_401_with_a_bearer_challenge() {
     let error = identify(&auth, "forged").await.unwrap_err();
     assert!(matches!(error, AuthError::Rejected(_)), "{error:?}");
     assert!(!error.to_string().contains("forged"), "{error}");
-    let response = error.into_response();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let challenge = response.headers()[header::WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap();
-    assert!(challenge.starts_with("Bearer"), "{challenge}");
 }
 
 #[tokio::test]
@@ -149,7 +141,7 @@ async fn simulated_token_review_refuses_users_that_are_not_service_accounts() {
     let api = simulated().await;
     let auth = authenticator(&api.client(), settings(None));
     let error = identify(&auth, "human").await.unwrap_err();
-    assert_eq!(error.to_api_error().status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error.reason(), "invalid_token");
     assert!(
         error.to_string().contains("not to a service account"),
         "{error}"
@@ -168,7 +160,6 @@ async fn simulated_token_review_server_error_is_503_and_not_cached() {
     for _ in 0..2 {
         let error = identify(&auth, "sa-team-a").await.unwrap_err();
         assert!(matches!(error, AuthError::Unavailable(_)), "{error:?}");
-        assert_eq!(error.to_api_error().status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(error.reason(), "unavailable");
     }
     // An outage is asked about again, not remembered.
@@ -180,7 +171,7 @@ async fn simulated_token_review_unreachable_api_server_is_503() {
     let client = crate::k8s::client_for("http://127.0.0.1:1").unwrap();
     let auth = authenticator(&client, settings(None));
     let error = identify(&auth, "sa-team-a").await.unwrap_err();
-    assert_eq!(error.to_api_error().status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(matches!(error, AuthError::Unavailable(_)), "{error:?}");
     assert!(!error.to_string().contains("sa-team-a"), "{error}");
 }
 
@@ -258,7 +249,6 @@ async fn simulated_access_review_denied_is_403_and_cached() {
     for _ in 0..2 {
         let error = identify(&auth, "sa-team-b").await.unwrap_err();
         assert!(matches!(error, AuthError::Forbidden(_)), "{error:?}");
-        assert_eq!(error.to_api_error().status, StatusCode::FORBIDDEN);
         assert!(error.to_string().contains("team-b"), "{error}");
     }
     assert_eq!(count(&api, TOKEN_REVIEWS).await, 1);
@@ -280,7 +270,7 @@ async fn simulated_access_review_outage_is_503() {
         .await;
     let auth = authenticator(&api.client(), settings(get_metrics()));
     let error = identify(&auth, "sa-team-a").await.unwrap_err();
-    assert_eq!(error.to_api_error().status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(matches!(error, AuthError::Unavailable(_)), "{error:?}");
 }
 
 #[test]

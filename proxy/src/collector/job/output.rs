@@ -11,8 +11,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::super::pushgateway::Group;
-use super::super::target::Protocol;
-use crate::delivery::{Delivery, Payload};
+use crate::delivery::{Delivery, Payload, Protocol};
 use crate::remote_write::{TimeSeries, encode_series};
 
 /// The grouping labels a Pushgateway overwrites (moved to `exported_<name>` first).

@@ -1,5 +1,5 @@
 use super::*;
-use crate::tenant::crd::RelabelConfig;
+use crate::relabel::RelabelConfig;
 
 /// One whole cycle over `input` (one query), markers from `again` (the previous window read
 /// again) when series vanished.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Window;
-use crate::backend::health::describe;
+use crate::client::describe;
 use crate::collector::stream::RawSeries;
 use crate::remote_write::{self, CONTENT_TYPE, Label, TimeSeries};
 use crate::tenant::Policy;

@@ -4,6 +4,27 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 
 use super::*;
+use crate::promql::EnforceError;
+
+#[tokio::test]
+async fn enforce_errors_are_answered_with_prometheus_statuses() {
+    let settings = settings(vec!["http://127.0.0.1:1".into()], header_auth());
+    let state = App::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
+    let cases = [
+        (
+            EnforceError::Parse("unexpected end".into()),
+            400,
+            "bad_data",
+        ),
+        (EnforceError::NoAccess, 403, "forbidden"),
+        (EnforceError::Invariant("bug".into()), 500, "internal"),
+    ];
+    for (error, status, kind) in cases {
+        let answer = crate::http::prom_api::enforce_error(&state, error);
+        assert_eq!(answer.status.as_u16(), status, "{answer}");
+        assert_eq!(answer.error_type, kind, "{answer}");
+    }
+}
 
 #[tokio::test]
 async fn tenants_are_authenticated_and_must_exist() {
@@ -212,7 +233,7 @@ async fn metrics_can_be_disabled() {
     let upstream = FakeUpstream::start().await;
     let mut settings = settings(vec![upstream.url.clone()], header_auth());
     settings.metrics_enabled = false;
-    let state = AppState::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
+    let state = App::from_settings(settings, Arc::new(TenantStore::new()), None).unwrap();
     let answer = call(
         admin_router(state),
         Request::get("/metrics").body(Body::empty()).unwrap(),
@@ -236,7 +257,7 @@ async fn simulated_kubernetes_auth_outage_is_503_never_a_pass() {
     let tenants = Arc::new(TenantStore::new());
     tenants.replace(snapshot());
     let settings = || settings(vec![upstream.url.clone()], kubernetes_auth());
-    let error = AppState::from_settings(settings(), tenants.clone(), None)
+    let error = App::from_settings(settings(), tenants.clone(), None)
         .err()
         .unwrap()
         .to_string();
@@ -245,7 +266,7 @@ async fn simulated_kubernetes_auth_outage_is_503_never_a_pass() {
         "{error}"
     );
     let closed = crate::k8s::client_for("http://127.0.0.1:1").unwrap();
-    let state = AppState::from_settings_with_kube(settings(), tenants, None, Some(closed)).unwrap();
+    let state = App::from_settings_with_kube(settings(), tenants, None, Some(closed)).unwrap();
     let request = Request::get("/api/v1/query?query=up")
         .header("Authorization", "Bearer some-token")
         .body(Body::empty())

@@ -9,7 +9,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::names::{PatternMatcher, UsedNames};
-use crate::backend::health::rfc3339;
+use crate::time::rfc3339;
 
 /// Exact metric names recorded per tenant; a query naming a new one beyond this is not
 /// recorded (after stale entries were pruned) and the tenant counts as overflowed.

@@ -8,8 +8,8 @@ use super::{
     MetricAccess, MetricAccessSpec, PrometheusTarget, PushgatewayTarget, RelabelConfig,
     RemoteWriteEndpoint, RemoteWriteSpec, TargetType,
 };
+use crate::names::is_legacy_label_name;
 use crate::relabel::RelabelProgram;
-use crate::tenant::policy::is_legacy_label_name;
 
 /// Collecting more often than this only loads infrastructure Prometheus.
 const MIN_INTERVAL: Duration = Duration::from_secs(5);

@@ -176,14 +176,3 @@ fn clause_selectors_parse_back() {
         }));
     }
 }
-
-#[test]
-fn name_classification() {
-    assert!(is_metric_name("up"));
-    assert!(is_metric_name(":a_b:c9"));
-    assert!(!is_metric_name("9up"));
-    assert!(!is_metric_name("a.b"));
-    assert!(!is_metric_name(""));
-    assert!(is_legacy_label_name("_a9"));
-    assert!(!is_legacy_label_name("a:b"));
-}
