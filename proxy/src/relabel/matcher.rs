@@ -126,6 +126,11 @@ impl Shape {
         if self.exact.contains(v) {
             return true;
         }
+        // A finite language (`id|uid`, the usual labeldrop) has nothing more to try: no scan
+        // for a newline.
+        if self.prefixes.is_empty() && self.suffixes.is_empty() && self.infixes.is_empty() {
+            return false;
+        }
         if v.contains('\n') {
             return false;
         }
