@@ -151,3 +151,49 @@ async fn a_request_no_rule_changes_is_forwarded_whole() {
     assert_eq!(answer.outcome, Outcome::Accepted, "{answer:?}");
     assert_eq!(received(&seen, 1).await, vec![body]);
 }
+
+#[tokio::test]
+async fn dropped_series_are_counted_by_reason_once_per_series() {
+    let (url, seen) = sink().await;
+    let rules = "      - {action: keep, source_labels: [namespace], regex: 'a|b'}
+      - {source_labels: [namespace], regex: 'b', target_label: __name__, replacement: ''}
+";
+    let ingest = ingest(&url, 1, rules);
+    let t = now_ms();
+    let series = |ns: &str, pod: &str| {
+        ts(
+            &[("__name__", "up"), ("namespace", ns), ("pod", pod)],
+            &[(t, 1.0)],
+        )
+    };
+    for round in 0..2 {
+        let request = WriteRequest {
+            timeseries: ["a", "b", "b", "c", "c", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| series(ns, &format!("p{round}-{i}")))
+                .collect(),
+            metadata: vec![],
+        };
+        let body = crate::remote_write::encode_write_request(&request);
+        let answer = ingest.receive("t", None, Some("snappy"), body.into());
+        assert_eq!(answer.outcome, Outcome::Accepted, "{answer:?}");
+    }
+    let got = received(&seen, 1).await;
+    assert!(!got.is_empty());
+    let dropped = |reason: &str| {
+        ingest
+            .metrics
+            .ingest
+            .dropped_series
+            .get_or_create(&DropLabels {
+                tenant: "_other".into(),
+                reason: reason.into(),
+                dry_run: "false".into(),
+            })
+            .get()
+    };
+    // Two requests: 3 series outside the kept namespaces and 2 whose name a rule removed, each.
+    assert_eq!(dropped("relabel"), 6);
+    assert_eq!(dropped("relabel_removed_name"), 4);
+}
