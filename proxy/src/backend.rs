@@ -3,6 +3,7 @@
 //! limit and the per-request timeout. Reads go to the first group.
 
 pub mod health;
+mod http1;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,8 +16,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use health::{Health, HealthState, Member};
+use http1::Http1Pool;
 
 use crate::telemetry::{BackendLabels, Metrics};
+
+/// The `User-Agent` of every request to a backend.
+const USER_AGENT: &str = concat!("prometheus-multi-tenant-proxy/", env!("CARGO_PKG_VERSION"));
 
 /// Upper bound of an upstream answer passed to a client.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -93,7 +98,24 @@ pub struct UpstreamResponse {
 struct Group {
     name: String,
     members: Vec<Arc<Member>>,
+    /// Per member: its own connections when it is plain http, else `None` (reqwest, for TLS).
+    connections: Vec<Option<Arc<Http1Pool>>>,
     next: AtomicUsize,
+}
+
+/// One member's answer head and its body, not yet limited.
+struct Answer {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    content_length: Option<u64>,
+    body: Body,
+}
+
+/// Why one member gave no answer.
+enum Failure {
+    Timeout(String),
+    Connect(String),
+    Other(String),
 }
 
 #[derive(Debug)]
@@ -128,12 +150,21 @@ impl BackendPool {
                 return Err(BackendError::EmptyGroup(group.name.clone()));
             }
             let mut members = Vec::new();
+            let mut connections = Vec::new();
             for url in &group.members {
-                members.push(Arc::new(Member::new(normalize_url(&group.name, url)?)));
+                let url = normalize_url(&group.name, url)?;
+                connections.push(
+                    reqwest::Url::parse(&url)
+                        .ok()
+                        .and_then(|parsed| Http1Pool::for_url(&parsed))
+                        .map(Arc::new),
+                );
+                members.push(Arc::new(Member::new(url)));
             }
             groups.push(Group {
                 name: group.name.clone(),
                 members,
+                connections,
                 next: AtomicUsize::new(0),
             });
         }
@@ -142,10 +173,7 @@ impl BackendPool {
             .redirect(reqwest::redirect::Policy::none())
             // Backends are in-cluster; environment proxies are not for them.
             .no_proxy()
-            .user_agent(concat!(
-                "prometheus-multi-tenant-proxy/",
-                env!("CARGO_PKG_VERSION")
-            ))
+            .user_agent(USER_AGENT)
             .build()
             .map_err(|e| BackendError::Client(e.to_string()))?;
         Ok(Self {
@@ -313,9 +341,9 @@ impl BackendPool {
         };
         let n = group.members.len();
         let start = group.next.fetch_add(1, Ordering::Relaxed);
-        let candidates: Vec<&Arc<Member>> = (0..n)
-            .map(|i| &group.members[(start + i) % n])
-            .filter(|m| m.is_routable())
+        let candidates: Vec<usize> = (0..n)
+            .map(|i| (start + i) % n)
+            .filter(|&i| group.members[i].is_routable())
             .collect();
         if candidates.is_empty() {
             return Err(UpstreamError::Unavailable(format!(
@@ -325,69 +353,52 @@ impl BackendPool {
         }
         let mut last_failure: Option<UpstreamError> = None;
         let mut last_5xx: Option<(StatusCode, Option<HeaderValue>, bytes::Bytes, String)> = None;
-        for member in candidates {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+        for index in candidates {
+            let member = &group.members[index];
+            if deadline <= Instant::now() {
                 break;
             }
-            let url = format!("{}{}", member.url, request.path);
-            let builder = if request.method == Method::GET {
-                let url = if request.form.is_empty() {
-                    url
-                } else {
-                    format!("{url}?{}", request.form)
-                };
-                self.client.get(url)
-            } else {
-                self.client
-                    .post(url)
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(request.form.clone())
+            let answer = match &group.connections[index] {
+                Some(connections) => send_http1(connections, request, deadline).await,
+                None => self.send_reqwest(member, request, deadline).await,
             };
-            let response = match builder.timeout(remaining).send().await {
-                Ok(response) => response,
-                Err(error) => {
-                    let text = crate::client::describe(&error);
-                    let outcome = if error.is_timeout() {
-                        "timeout"
-                    } else if error.is_connect() {
-                        // Passive health: skip it until the next probe says otherwise.
-                        member.record_failure(text.clone(), false);
-                        "connect_error"
-                    } else {
-                        "error"
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    let (outcome, text) = match &failure {
+                        Failure::Timeout(text) => ("timeout", text),
+                        Failure::Connect(text) => {
+                            // Passive health: skip it until the next probe says otherwise.
+                            member.record_failure(text.clone(), false);
+                            ("connect_error", text)
+                        }
+                        Failure::Other(text) => ("error", text),
                     };
                     self.count(&group.name, &member.url, outcome);
                     tracing::warn!(member = %member.url, error = %text, "backend request failed, trying the next member");
-                    last_failure = Some(if error.is_timeout() {
-                        UpstreamError::Timeout(format!(
+                    last_failure = Some(match failure {
+                        Failure::Timeout(text) => UpstreamError::Timeout(format!(
                             "backend {} did not answer in time ({text})",
                             member.url
-                        ))
-                    } else {
-                        UpstreamError::Unavailable(format!(
-                            "no healthy backend in group {}: last error from {}: {text}",
-                            group.name, member.url
-                        ))
+                        )),
+                        Failure::Connect(text) | Failure::Other(text) => {
+                            UpstreamError::Unavailable(format!(
+                                "no healthy backend in group {}: last error from {}: {text}",
+                                group.name, member.url
+                            ))
+                        }
                     });
                     continue;
                 }
             };
-            let status = response.status();
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .cloned();
+            let status = answer.status;
             if status.is_server_error() {
                 self.count(&group.name, &member.url, "http_5xx");
                 tracing::warn!(member = %member.url, %status, "backend answered a server error, trying the next member");
-                let body = read_reqwest(response, MAX_BUFFERED_BYTES)
+                let body = read_body(answer.body, MAX_BUFFERED_BYTES)
                     .await
                     .unwrap_or_default();
-                last_5xx = Some((status, content_type, body, member.url.clone()));
+                last_5xx = Some((status, answer.content_type, body, member.url.clone()));
                 continue;
             }
             let outcome = if status.is_client_error() {
@@ -396,8 +407,8 @@ impl BackendPool {
                 "ok"
             };
             self.count(&group.name, &member.url, outcome);
-            if response
-                .content_length()
+            if answer
+                .content_length
                 .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
             {
                 return Err(UpstreamError::TooLarge(format!(
@@ -406,8 +417,8 @@ impl BackendPool {
             }
             return Ok(UpstreamResponse {
                 status,
-                content_type,
-                body: stream_body(response, MAX_RESPONSE_BYTES, permit),
+                content_type: answer.content_type,
+                body: limit_body(answer.body, MAX_RESPONSE_BYTES, permit),
                 member: member.url.clone(),
             });
         }
@@ -430,6 +441,97 @@ impl BackendPool {
     }
 }
 
+impl BackendPool {
+    /// One member through the reqwest client (https members).
+    async fn send_reqwest(
+        &self,
+        member: &Member,
+        request: &UpstreamRequest,
+        deadline: Instant,
+    ) -> Result<Answer, Failure> {
+        let url = format!("{}{}", member.url, request.path);
+        let builder = if request.method == Method::GET {
+            let url = if request.form.is_empty() {
+                url
+            } else {
+                format!("{url}?{}", request.form)
+            };
+            self.client.get(url)
+        } else {
+            self.client
+                .post(url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(request.form.clone())
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let response = builder.timeout(remaining).send().await.map_err(|error| {
+            let text = crate::client::describe(&error);
+            if error.is_timeout() {
+                Failure::Timeout(text)
+            } else if error.is_connect() {
+                Failure::Connect(text)
+            } else {
+                Failure::Other(text)
+            }
+        })?;
+        Ok(Answer {
+            status: response.status(),
+            content_type: response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .cloned(),
+            content_length: response.content_length(),
+            body: Body::new(reqwest::Body::from(response)),
+        })
+    }
+}
+
+/// One plain-http member through its own connections.
+async fn send_http1(
+    connections: &Arc<Http1Pool>,
+    request: &UpstreamRequest,
+    deadline: Instant,
+) -> Result<Answer, Failure> {
+    let (path, form) = if request.method == Method::GET {
+        let path = if request.form.is_empty() {
+            request.path.clone()
+        } else {
+            format!("{}?{}", request.path, request.form)
+        };
+        (path, None)
+    } else {
+        (
+            request.path.clone(),
+            Some(bytes::Bytes::from(request.form.clone())),
+        )
+    };
+    let response = connections
+        .send(&path, form, deadline)
+        .await
+        .map_err(|error| match error {
+            http1::SendError::Timeout => Failure::Timeout("timeout".to_string()),
+            http1::SendError::Connect(text) => {
+                Failure::Connect(format!("connection failed: {text}"))
+            }
+            http1::SendError::Request(text) => Failure::Other(format!("request failed: {text}")),
+        })?;
+    let content_length = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+    Ok(Answer {
+        status: response.status(),
+        content_type,
+        content_length,
+        body: Body::new(response.into_body()),
+    })
+}
+
 fn normalize_url(group: &str, url: &str) -> Result<String, BackendError> {
     let invalid = |reason: &str| BackendError::InvalidMember {
         group: group.to_string(),
@@ -449,13 +551,12 @@ fn normalize_url(group: &str, url: &str) -> Result<String, BackendError> {
     Ok(parsed.as_str().trim_end_matches('/').to_string())
 }
 
-/// Stream a reqwest body into an axum body as it comes, chunk by chunk (no copy), failing once
-/// it passes `max` bytes. The upstream size hint is kept, so an answer with a Content-Length is
-/// passed on with it instead of being re-chunked. The concurrency permit lives as long as the
-/// body.
-fn stream_body(response: reqwest::Response, max: usize, permit: OwnedSemaphorePermit) -> Body {
+/// Pass an upstream body on chunk by chunk as it comes (no copy), failing once it passes `max`
+/// bytes. The upstream size hint is kept, so an answer with a Content-Length is passed on with
+/// it instead of being re-chunked. The concurrency permit lives as long as the body.
+fn limit_body(body: Body, max: usize, permit: OwnedSemaphorePermit) -> Body {
     Body::new(Upstream {
-        inner: reqwest::Body::from(response),
+        inner: body,
         seen: 0,
         max,
         _permit: permit,
@@ -463,7 +564,7 @@ fn stream_body(response: reqwest::Response, max: usize, permit: OwnedSemaphorePe
 }
 
 struct Upstream {
-    inner: reqwest::Body,
+    inner: Body,
     seen: usize,
     max: usize,
     _permit: OwnedSemaphorePermit,
@@ -482,7 +583,7 @@ impl http_body::Body for Upstream {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Ready(Some(Err(error))) => {
-                return Poll::Ready(Some(Err(std::io::Error::other(crate::client::describe(
+                return Poll::Ready(Some(Err(std::io::Error::other(crate::client::chain(
                     &error,
                 )))));
             }
@@ -506,32 +607,6 @@ impl http_body::Body for Upstream {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-async fn read_reqwest(
-    mut response: reqwest::Response,
-    max: usize,
-) -> Result<bytes::Bytes, UpstreamError> {
-    let mut out = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > max {
-                    return Err(UpstreamError::TooLarge(format!(
-                        "backend answer is larger than {max} bytes"
-                    )));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(out.into()),
-            Err(error) => {
-                return Err(UpstreamError::Unavailable(format!(
-                    "reading the backend answer failed: {}",
-                    crate::client::describe(&error)
-                )));
-            }
-        }
     }
 }
 

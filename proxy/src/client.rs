@@ -1,5 +1,5 @@
 //! What every outbound HTTP client of the proxy shares: rustls' crypto provider, installed
-//! once per process, and one-line descriptions of reqwest's errors. Backends, collector
+//! once per process, and one-line descriptions of errors (reqwest's and any other). Backends, collector
 //! targets, ingest destinations, JWKS fetches and the Kubernetes API client all use these.
 
 /// Install rustls' ring provider once per process (reqwest is built without one).
@@ -17,8 +17,16 @@ pub fn describe(error: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut text = kind.to_string();
-    let mut source = std::error::Error::source(error);
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{kind}: {}", chain(cause)),
+        None => kind.to_string(),
+    }
+}
+
+/// Any error as one line, with its causes.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

@@ -59,7 +59,7 @@ async fn closed_url() -> String {
     url
 }
 
-fn pool(members: Vec<String>, max_concurrent: usize, timeout: Duration) -> BackendPool {
+pub(super) fn pool(members: Vec<String>, max_concurrent: usize, timeout: Duration) -> BackendPool {
     BackendPool::new(
         BackendSettings {
             groups: vec![GroupSettings {
@@ -76,7 +76,7 @@ fn pool(members: Vec<String>, max_concurrent: usize, timeout: Duration) -> Backe
     .unwrap()
 }
 
-fn query() -> UpstreamRequest {
+pub(super) fn query() -> UpstreamRequest {
     UpstreamRequest {
         method: Method::POST,
         path: "/api/v1/query".into(),
