@@ -21,6 +21,9 @@ use tokio_rustls::rustls;
 
 use crate::config::{ServerConfig, TlsServerConfig};
 
+mod quiet;
+use quiet::Quiet;
+
 /// Connection-level settings of one listener.
 #[derive(Clone)]
 pub struct ListenerOptions {
@@ -132,17 +135,17 @@ pub async fn serve(
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
                 let watched = graceful.watch(connection);
-                tokio::spawn(async move {
+                tokio::spawn(Quiet::new(async move {
                     if let Err(error) = watched.await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
-                });
+                }));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let handshake_timeout = options.header_read_timeout;
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                tokio::spawn(Quiet::new(async move {
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
                         .await
                     {
@@ -162,7 +165,7 @@ pub async fn serve(
                     if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
-                });
+                }));
             }
         }
     }
