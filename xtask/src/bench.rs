@@ -79,6 +79,8 @@ pub struct Row {
     pub proxy: Option<f64>,
     pub peer: Option<(String, f64)>,
     pub target: Option<f64>,
+    /// The least ratio to the peer (`ratio()`) the goal asks for besides `target`.
+    pub ratio_goal: Option<f64>,
     pub better: Better,
     /// Why a figure is missing, or what to know about it.
     pub note: String,
@@ -94,6 +96,7 @@ impl Row {
             proxy: None,
             peer: None,
             target,
+            ratio_goal: None,
             better,
             note: String::new(),
             peer_missing: None,
@@ -102,6 +105,12 @@ impl Row {
 
     pub fn proxy(mut self, v: Option<f64>) -> Row {
         self.proxy = v;
+        self
+    }
+
+    /// The goal also asks for at least `ratio` times the peer.
+    pub fn ratio_goal(mut self, ratio: f64) -> Row {
+        self.ratio_goal = Some(ratio);
         self
     }
 
@@ -174,12 +183,17 @@ impl Row {
         ))
     }
 
+    /// Whether the figure meets the target and, where the goal has one, the ratio to the peer.
     pub fn met(&self) -> Option<bool> {
         let (p, t) = (self.proxy?, self.target?);
-        Some(match self.better {
+        let absolute = match self.better {
             Better::Higher => p >= t,
             Better::Lower => p <= t,
-        })
+        };
+        match self.ratio_goal {
+            None => Some(absolute),
+            Some(goal) => Some(absolute && self.ratio()? >= goal),
+        }
     }
 }
 
@@ -262,6 +276,19 @@ mod tests {
             .peer("peer", Some(1.0));
         assert_eq!(r.ratio(), Some(2.0));
         assert_eq!(r.met(), Some(true));
+    }
+
+    #[test]
+    fn a_ratio_goal_must_hold_besides_the_target() {
+        let row = |proxy: f64, peer: f64| {
+            Row::new("x", "ms", Better::Lower, Some(0.3))
+                .ratio_goal(2.0)
+                .proxy(Some(proxy))
+                .peer("vmauth", Some(peer))
+        };
+        assert_eq!(row(0.29, 0.52).met(), Some(false), "under 0.3 but 1.8x");
+        assert_eq!(row(0.25, 0.52).met(), Some(true));
+        assert_eq!(row(0.4, 1.0).met(), Some(false), "2.5x but over 0.3");
     }
 
     #[test]

@@ -38,7 +38,10 @@ pub fn table(rows: &[Row]) -> String {
                 super::Better::Higher => "≥",
                 super::Better::Lower => "≤",
             };
-            format!("{op} {}", fmt_num(t))
+            match r.ratio_goal {
+                Some(goal) => format!("{op} {} and ≥ {goal:.1}× peer", fmt_num(t)),
+                None => format!("{op} {}", fmt_num(t)),
+            }
         });
         let met = match r.met() {
             Some(true) => "yes",
