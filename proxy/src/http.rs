@@ -31,8 +31,8 @@ use tokio::sync::watch;
 pub(crate) use refusal::Refusal;
 
 use crate::app::App;
-use crate::http::error::ApiError;
 use crate::telemetry::Metrics;
+use error::ApiError;
 use listener::ListenerOptions;
 
 /// The tenant-facing router: enforced Prometheus API routes and health; everything else 403.
