@@ -6,7 +6,8 @@
 //!   the window) read by `SeriesReader`: framing, CRC32-C, protobuf, XOR decoding, window edges;
 //! - `shape`: those 1000 series through `Cycle::push` (hash dedup, `metricRelabelings`,
 //!   `extraLabels`, merge) into one batch;
-//! - `encode`: the batch as one remote-write request (`encode_series`);
+//! - `encode`: the batch as one remote-write request (`Batch::encode`: labels encoded while
+//!   shaping, samples and snappy here);
 //! - `batch`: the three in a row, what a cycle does per `batch_size` series.
 //!
 //! `cargo bench -p proxy --bench collector`
@@ -16,11 +17,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use proxy::collector::shape::Shaper;
+use proxy::collector::shape::{Batch, Shaper};
 use proxy::collector::stream::{RawSeries, SeriesReader};
 use proxy::collector::xor;
 use proxy::relabel::RelabelProgram;
-use proxy::remote_write::{TimeSeries, encode_series};
 
 #[path = "support/workload.rs"]
 mod workload;
@@ -40,7 +40,7 @@ fn read_frames(body: &Bytes) -> Vec<RawSeries> {
     out
 }
 
-fn shape(shaper: &Shaper, input: Vec<RawSeries>) -> Vec<TimeSeries> {
+fn shape(shaper: &Shaper, input: Vec<RawSeries>) -> Batch {
     let mut cycle = shaper.begin(END_MS, 1, BATCH + 1);
     for s in input {
         let _ = cycle.push(shaper, s);
@@ -86,9 +86,9 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    g.bench_function("encode", |b| b.iter(|| encode_series(black_box(&shaped))));
+    g.bench_function("encode", |b| b.iter(|| black_box(&shaped).encode()));
     g.bench_function("batch", |b| {
-        b.iter(|| encode_series(&shape(&shaper, read_frames(black_box(&body)))))
+        b.iter(|| shape(&shaper, read_frames(black_box(&body))).encode())
     });
     g.finish();
 }

@@ -15,7 +15,7 @@
 //!
 //! The pipeline thread runs the collector's own code: `SeriesReader` (framing, CRC, XOR
 //! decoding, the window's edges) → `Cycle::push` (dedup by hash, `metricRelabelings`,
-//! `extraLabels`, merge, batches of `--batch-size`) → `encode_series` (snappy protobuf) → the
+//! `extraLabels`, merge, batches of `--batch-size`) → `Batch::encode` (snappy protobuf) → the
 //! request is dropped (delivery is the network's cost). One `Shaper` is kept across cycles, as
 //! the collector keeps one per CR: the first cycle has no previous series, the later ones
 //! compare their hashes with the previous cycle's (the steady state: nothing vanishes, so
@@ -29,7 +29,6 @@ use clap::Parser;
 use proxy::collector::shape::{ShapeStats, Shaper};
 use proxy::collector::stream::SeriesReader;
 use proxy::relabel::RelabelProgram;
-use proxy::remote_write::encode_series;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -137,9 +136,9 @@ fn run_cycle(shaper: &mut Shaper, args: &Args) -> anyhow::Result<Run> {
     let mut cycle = shaper.begin(END_MS, 1, args.batch_size);
     let mut encoded = 0;
     let mut requests = 0;
-    let mut encode = |batch: Vec<proxy::remote_write::TimeSeries>| {
+    let mut encode = |batch: proxy::collector::shape::Batch| {
         if !batch.is_empty() {
-            encoded += encode_series(&batch).len();
+            encoded += batch.encode().len();
             requests += 1;
         }
     };

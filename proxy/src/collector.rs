@@ -3,6 +3,7 @@
 //!
 //! - [`source`]: remote read of a contiguous window, with HA failover;
 //! - [`stream`]: the streamed answer, frame by frame, series by series;
+//! - [`labels`]: a collected series' labels, held in one string;
 //! - [`xor`]: Prometheus' XOR chunk codec;
 //! - [`shape`]: `metricRelabelings`, `extraLabels`/`honorLabels`, staleness markers, series by
 //!   series, remembering series as hashes;
@@ -13,6 +14,7 @@
 //!   the tenant store.
 
 pub mod job;
+pub mod labels;
 pub mod pushgateway;
 pub mod shape;
 pub mod source;

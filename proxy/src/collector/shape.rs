@@ -2,8 +2,9 @@
 //! order Prometheus applies them to a scrape: `metricRelabelings`, then `extraLabels` (with
 //! `honorLabels`), then staleness markers for series that were written last cycle and are gone.
 //!
-//! Memory does not hold the window: a [`Cycle`] keeps one batch of shaped series (handed out
-//! when `batch_size` is reached) and, per series of the window, 64-bit hashes only: the shaped
+//! Memory does not hold the window: a [`Cycle`] keeps one [`Batch`] of shaped series (handed
+//! out when `batch_size` is reached; labels already encoded) and, per series of the window,
+//! 64-bit hashes only: the shaped
 //! series written this cycle (with their newest timestamp) and, when several policy clauses are
 //! read, the raw series already seen for an earlier clause. Between cycles the [`Shaper`] keeps
 //! the previous cycle's shaped hashes; the labels a staleness marker needs are read again from
@@ -14,9 +15,13 @@ use std::collections::BTreeMap;
 use nohash_hasher::IntMap;
 
 use super::stream::RawSeries;
-use crate::relabel::RelabelProgram;
-use crate::remote_write::wire::labels_hash as series_hash;
-use crate::remote_write::{Label, Sample, TimeSeries};
+use crate::relabel::{CowLabel, RelabelProgram};
+use crate::remote_write::wire::{LabelPair, cmp_short, encode_label, labels_hash as series_hash};
+use crate::remote_write::{Label, Sample};
+
+mod batch;
+pub use batch::Batch;
+use batch::BatchSeries;
 
 /// Prometheus' staleness marker: a NaN with this exact bit pattern.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -80,22 +85,50 @@ impl Shaper {
         }
     }
 
-    /// Relabel `labels` (sorted by name here if they aren't) and add the extra labels; false
-    /// when the series is dropped.
-    pub fn shape_labels(&self, labels: &mut Vec<Label>) -> bool {
-        if !labels.is_sorted_by(|a, b| a.name <= b.name) {
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-        }
-        self.shape_sorted(labels)
-    }
-
-    /// [`Shaper::shape_labels`] of labels already sorted by name.
-    fn shape_sorted(&self, labels: &mut Vec<Label>) -> bool {
-        if !self.program.apply(labels) || !has_name(labels) {
+    /// Relabel `labels` (sorted by name), add the extra labels and append the result, encoded
+    /// as remote write does (its hash is `xxh3` of those bytes, see `labels_hash`), to `out`;
+    /// false, with nothing appended, when the series is dropped. Labels no rule writes stay
+    /// borrowed from the source's series until they are encoded.
+    fn shape_into(&self, mut labels: Vec<CowLabel<'_>>, out: &mut Vec<u8>) -> bool {
+        if !self.program.apply(&mut labels) || !has_name(&labels) {
             return false;
         }
-        self.add_extra_labels(labels);
+        self.encode_with_extra_labels(&labels, out);
         true
+    }
+
+    /// Encode `labels` (sorted by name) merged with the extra labels, in name order.
+    fn encode_with_extra_labels<L: LabelPair>(&self, labels: &[L], out: &mut Vec<u8>) {
+        // Short label names compare inline (see `cmp_short`).
+        let cmp = |a: &str, b: &str| cmp_short(a.as_bytes(), b.as_bytes());
+        let collected = |name: &str| labels.binary_search_by(|l| cmp(l.name(), name)).is_ok();
+        if !self.honor_labels && self.extra_labels.iter().any(|(name, _)| collected(name)) {
+            // Rare: a collected label the extra one replaces moves to `exported_<name>`.
+            let mut owned: Vec<Label> = labels
+                .iter()
+                .map(|l| Label {
+                    name: l.name().to_owned(),
+                    value: l.value().to_owned(),
+                })
+                .collect();
+            self.add_extra_labels(&mut owned);
+            for l in &owned {
+                encode_label(out, &l.name, &l.value);
+            }
+            return;
+        }
+        let mut extra = self.extra_labels.iter().peekable();
+        for l in labels {
+            while let Some((name, value)) = extra.next_if(|(name, _)| cmp(name, l.name()).is_lt()) {
+                encode_label(out, name, value);
+            }
+            // With honorLabels the collected label wins (without, it collided above).
+            extra.next_if(|(name, _)| cmp(name, l.name()).is_eq());
+            encode_label(out, l.name(), l.value());
+        }
+        for (name, value) in extra {
+            encode_label(out, name, value);
+        }
     }
 
     /// Start shaping a window ending at `window_end_ms` (which stamps the staleness markers),
@@ -108,7 +141,8 @@ impl Shaper {
             current: IntMap::with_capacity_and_hasher(self.previous.len(), Default::default()),
             raw_seen: IntMap::default(),
             last_raw: None,
-            batch: Vec::new(),
+            batch: Batch::with_capacity(batch_size.clamp(1, 1024), 0),
+            hashes: Vec::new(),
             in_batch: IntMap::default(),
             stats: ShapeStats::default(),
         }
@@ -126,7 +160,7 @@ impl Shaper {
                 .filter(|(hash, newest)| *newest >= since && !current.series.contains_key(hash))
                 .copied()
                 .collect(),
-            markers: Vec::new(),
+            markers: Batch::default(),
             batch_size: current.batch_size,
             written: 0,
         }
@@ -186,7 +220,9 @@ pub struct Cycle {
     raw_seen: IntMap<u64, u32>,
     /// The last raw series (query, hash): the next frame of a long series continues it.
     last_raw: Option<(usize, u64)>,
-    batch: Vec<(u64, TimeSeries)>,
+    batch: Batch,
+    /// The shaped-series hash of each series in `batch`.
+    hashes: Vec<u64>,
     /// Shaped-series hash → index in `batch`.
     in_batch: IntMap<u64, usize>,
     pub stats: ShapeStats,
@@ -202,15 +238,13 @@ pub struct Written {
 
 impl Cycle {
     /// Shape one series; returns a batch once `batch_size` series are waiting.
-    pub fn push(&mut self, shaper: &Shaper, series: RawSeries) -> Option<Vec<TimeSeries>> {
+    pub fn push(&mut self, shaper: &Shaper, series: RawSeries) -> Option<Batch> {
         let RawSeries {
             query,
-            mut labels,
+            labels,
             mut samples,
         } = series;
-        if !labels.is_sorted_by(|a, b| a.name <= b.name) {
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-        }
+        let labels = labels.sorted_cow();
         let raw = series_hash(&labels);
         let continues = self.last_raw == Some((query, raw));
         self.last_raw = Some((query, raw));
@@ -234,18 +268,20 @@ impl Cycle {
         if samples.is_empty() {
             return None;
         }
-        if !shaper.shape_sorted(&mut labels) {
+        let start = self.batch.labels.len();
+        if !shaper.shape_into(labels, &mut self.batch.labels) {
             if !continues {
                 self.stats.series_dropped += 1;
             }
             return None;
         }
-        let hash = series_hash(&labels);
+        let hash = xxhash_rust::xxh3::xxh3_64(&self.batch.labels[start..]);
         if let Some(&at) = self.in_batch.get(&hash) {
+            self.batch.labels.truncate(start);
             if !continues {
                 self.stats.series_merged += 1;
             }
-            self.batch[at].1.samples.append(&mut samples);
+            self.batch.series[at].samples.append(&mut samples);
             return None;
         }
         match self.current.get(&hash) {
@@ -258,6 +294,7 @@ impl Cycle {
                 samples.retain(|s| s.timestamp > newest);
                 self.stats.samples_merged_away += before - samples.len();
                 if samples.is_empty() {
+                    self.batch.labels.truncate(start);
                     return None;
                 }
             }
@@ -266,23 +303,22 @@ impl Cycle {
             }
         }
         self.in_batch.insert(hash, self.batch.len());
-        self.batch.push((
-            hash,
-            TimeSeries {
-                labels,
-                samples,
-                ..Default::default()
-            },
-        ));
+        self.hashes.push(hash);
+        self.batch.series.push(BatchSeries {
+            labels: start..self.batch.labels.len(),
+            samples,
+        });
         (self.batch.len() >= self.batch_size).then(|| self.take_batch())
     }
 
     /// The series waiting in the open batch: samples sorted by time, the first of equal
     /// timestamps kept (a receiver would refuse the second).
-    pub fn take_batch(&mut self) -> Vec<TimeSeries> {
+    pub fn take_batch(&mut self) -> Batch {
         self.in_batch.clear();
-        let mut out = Vec::with_capacity(self.batch.len());
-        for (hash, mut series) in self.batch.drain(..) {
+        // The next batch is likely the size of this one.
+        let next = Batch::with_capacity(self.batch.len(), self.batch.labels.len());
+        let mut batch = std::mem::replace(&mut self.batch, next);
+        for (series, hash) in batch.series.iter_mut().zip(self.hashes.drain(..)) {
             if !series.samples.is_sorted_by_key(|s| s.timestamp) {
                 series.samples.sort_by_key(|s| s.timestamp);
             }
@@ -293,13 +329,12 @@ impl Cycle {
                 *newest = (*newest).max(last.timestamp);
             }
             self.stats.samples_out += series.samples.len();
-            out.push(series);
         }
-        out
+        batch
     }
 
     /// End of the window: the last batch, and what the cycle wrote.
-    pub fn finish(mut self) -> (Vec<TimeSeries>, Written, ShapeStats) {
+    pub fn finish(mut self) -> (Batch, Written, ShapeStats) {
         let last = self.take_batch();
         self.stats.series_out = self.current.len();
         let written = Written {
@@ -318,7 +353,7 @@ pub struct Vanished {
     window_end_ms: i64,
     /// Shaped-series hash and its newest sample time.
     series: IntMap<u64, i64>,
-    markers: Vec<TimeSeries>,
+    markers: Batch,
     batch_size: usize,
     written: usize,
 }
@@ -339,26 +374,29 @@ impl Vanished {
 
     /// A series read again: if it shapes to a vanished hash, its marker (once); returns a
     /// batch of markers when `batch_size` are waiting.
-    pub fn push(&mut self, shaper: &Shaper, series: RawSeries) -> Option<Vec<TimeSeries>> {
-        let mut labels = series.labels;
-        if !shaper.shape_labels(&mut labels) {
+    pub fn push(&mut self, shaper: &Shaper, series: RawSeries) -> Option<Batch> {
+        let start = self.markers.labels.len();
+        if !shaper.shape_into(series.labels.sorted_cow(), &mut self.markers.labels) {
             return None;
         }
-        self.series.remove(&series_hash(&labels))?;
+        let hash = xxhash_rust::xxh3::xxh3_64(&self.markers.labels[start..]);
+        if self.series.remove(&hash).is_none() {
+            self.markers.labels.truncate(start);
+            return None;
+        }
         self.written += 1;
-        self.markers.push(TimeSeries {
-            labels,
+        self.markers.series.push(BatchSeries {
+            labels: start..self.markers.labels.len(),
             samples: vec![Sample {
                 value: stale_nan(),
                 timestamp: self.window_end_ms,
             }],
-            ..Default::default()
         });
         (self.markers.len() >= self.batch_size).then(|| std::mem::take(&mut self.markers))
     }
 
     /// The markers still waiting.
-    pub fn take_markers(&mut self) -> Vec<TimeSeries> {
+    pub fn take_markers(&mut self) -> Batch {
         std::mem::take(&mut self.markers)
     }
 
@@ -368,10 +406,10 @@ impl Vanished {
     }
 }
 
-fn has_name(labels: &[Label]) -> bool {
+fn has_name<L: LabelPair>(labels: &[L]) -> bool {
     labels
         .iter()
-        .any(|l| l.name == "__name__" && !l.value.is_empty())
+        .any(|l| l.name() == "__name__" && !l.value().is_empty())
 }
 
 fn insert_sorted(labels: &mut Vec<Label>, name: String, value: String) {

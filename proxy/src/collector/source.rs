@@ -340,7 +340,7 @@ fn sampled(answer: ReadResponse, window: Window) -> Vec<RawSeries> {
             }
             out.push(RawSeries {
                 query,
-                labels: series.labels,
+                labels: series.labels.into(),
                 samples,
             });
         }
@@ -353,14 +353,15 @@ fn sampled(answer: ReadResponse, window: Window) -> Vec<RawSeries> {
 /// of one query is put back together.
 fn merge_results(all: Vec<RawSeries>) -> Vec<TimeSeries> {
     let mut by_labels: BTreeMap<Vec<Label>, (usize, TimeSeries)> = BTreeMap::new();
-    for mut series in all {
-        series.labels.sort_by(|a, b| a.name.cmp(&b.name));
-        match by_labels.entry(series.labels.clone()) {
+    for series in all {
+        let mut labels = series.labels.to_labels();
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        match by_labels.entry(labels.clone()) {
             std::collections::btree_map::Entry::Vacant(e) => {
                 e.insert((
                     series.query,
                     TimeSeries {
-                        labels: series.labels,
+                        labels,
                         samples: series.samples,
                         ..Default::default()
                     },
@@ -442,7 +443,7 @@ mod tests {
         };
         let raw = |query: usize, name: &str, t: i64| RawSeries {
             query,
-            labels: series(name).labels,
+            labels: series(name).labels.into(),
             samples: vec![remote_write::Sample {
                 value: 1.0,
                 timestamp: t,

@@ -14,10 +14,11 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
 
+use super::labels::SeriesLabels;
 use super::source::Window;
 use super::xor::{self, XorError};
+use crate::remote_write::Sample;
 use crate::remote_write::proto::{ChunkedReadResponse, chunk};
-use crate::remote_write::{Label, Sample};
 
 /// The content type of a streamed answer (Prometheus sends exactly this).
 pub const CONTENT_TYPE_STREAMED: &str =
@@ -33,7 +34,7 @@ pub struct RawSeries {
     /// Which query (policy clause) it answers: clauses may overlap, so the same series can come
     /// back for two of them.
     pub query: usize,
-    pub labels: Vec<Label>,
+    pub labels: SeriesLabels,
     pub samples: Vec<Sample>,
 }
 
@@ -138,6 +139,11 @@ impl Frames {
     /// The next complete frame's message, CRC-checked; `None` until more bytes arrive. An
     /// oversize length is refused as soon as it is read, before its bytes are buffered.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        self.read_next(Bytes::copy_from_slice)
+    }
+
+    /// [`Frames::next_frame`], handing the message to `read` where it lies in the buffer.
+    pub fn read_next<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, FrameError> {
         let frame = self.count;
         let mut size = 0u64;
         let mut prefix = 0;
@@ -169,10 +175,9 @@ impl Frames {
             self.buf.reserve(need - self.buf.len());
             return Ok(None);
         }
-        self.buf.advance(prefix);
-        let expected = self.buf.get_u32();
-        let message = self.buf.split_to(size as usize).freeze();
-        let actual = crc32c::crc32c(&message);
+        let expected = (&self.buf[prefix..prefix + 4]).get_u32();
+        let message = &self.buf[prefix + 4..need];
+        let actual = crc32c::crc32c(message);
         if actual != expected {
             return Err(FrameError::Crc {
                 frame,
@@ -180,8 +185,10 @@ impl Frames {
                 actual,
             });
         }
+        let out = read(message);
+        self.buf.advance(need);
         self.count += 1;
-        Ok(Some(message))
+        Ok(Some(out))
     }
 
     /// At the end of the body: nothing may be left over.
@@ -222,10 +229,59 @@ pub fn encode_frame(message: &ChunkedReadResponse) -> Vec<u8> {
 }
 
 /// Decode one frame's series into `out`, keeping only samples inside `window`; a series left
-/// without samples there is not handed on.
+/// without samples there is not handed on. The frame is read by [`scan`] in one pass; one the
+/// scanner can't read is decoded by prost (whose error, if any, is the frame's).
 pub fn decode_frame(
     frame_no: u64,
-    frame: Bytes,
+    frame: &[u8],
+    window: Window,
+    queries: usize,
+    stats: &mut ReadStats,
+    out: &mut VecDeque<RawSeries>,
+) -> Result<(), FrameError> {
+    let (len_before, stats_before) = (out.len(), stats.clone());
+    let Ok(scanned) = scan::scan_frame(frame, window, stats, out) else {
+        out.truncate(len_before);
+        *stats = stats_before;
+        return decode_frame_prost(frame_no, frame, window, queries, stats, out);
+    };
+    let query = match query_of(frame_no, scanned.query_index, queries) {
+        Ok(q) => q,
+        Err(e) => {
+            out.truncate(len_before);
+            return Err(e);
+        }
+    };
+    if let Some((labels, error)) = scanned.chunk_error {
+        out.truncate(len_before);
+        return Err(FrameError::Chunk {
+            frame: frame_no,
+            series: describe_labels(labels.iter()),
+            error,
+        });
+    }
+    stats.frames += 1;
+    for series in out.range_mut(len_before..) {
+        series.query = query;
+    }
+    Ok(())
+}
+
+fn query_of(frame: u64, index: i64, queries: usize) -> Result<usize, FrameError> {
+    usize::try_from(index)
+        .ok()
+        .filter(|&q| q < queries)
+        .ok_or(FrameError::QueryIndex {
+            frame,
+            index,
+            queries,
+        })
+}
+
+/// [`decode_frame`] through prost's owned messages.
+fn decode_frame_prost(
+    frame_no: u64,
+    frame: &[u8],
     window: Window,
     queries: usize,
     stats: &mut ReadStats,
@@ -235,49 +291,25 @@ pub fn decode_frame(
         frame: frame_no,
         error,
     })?;
-    let query = usize::try_from(message.query_index)
-        .ok()
-        .filter(|&q| q < queries)
-        .ok_or(FrameError::QueryIndex {
-            frame: frame_no,
-            index: message.query_index,
-            queries,
-        })?;
+    let query = query_of(frame_no, message.query_index, queries)?;
     stats.frames += 1;
     for series in message.chunked_series {
         let mut samples = Vec::new();
         for c in &series.chunks {
-            if c.r#type != chunk::Encoding::Xor as i32 {
-                match chunk::Encoding::try_from(c.r#type) {
-                    Ok(chunk::Encoding::Histogram | chunk::Encoding::FloatHistogram) => {
-                        stats.histogram_chunks_skipped += 1;
-                    }
-                    _ => stats.unknown_chunks_skipped += 1,
-                }
-                continue;
-            }
-            stats.xor_chunks += 1;
-            if c.max_time_ms < window.start_ms || c.min_time_ms > window.end_ms {
-                continue;
-            }
-            let fail = |error| FrameError::Chunk {
+            window_samples(
+                c.r#type,
+                c.min_time_ms,
+                c.max_time_ms,
+                &c.data,
+                window,
+                stats,
+                &mut samples,
+            )
+            .map_err(|error| FrameError::Chunk {
                 frame: frame_no,
-                series: describe_labels(&series.labels),
+                series: describe_labels(series.labels.iter().map(|l| (&*l.name, &*l.value))),
                 error,
-            };
-            // No reserve for the announced count: a chunk often reaches far outside the window.
-            for sample in xor::decode(&c.data).map_err(fail)? {
-                let (timestamp, value) = sample.map_err(fail)?;
-                if timestamp < window.start_ms {
-                    stats.samples_outside_window += 1;
-                } else if timestamp > window.end_ms {
-                    // Timestamps only grow inside a chunk: the rest is outside too.
-                    stats.samples_outside_window += 1;
-                    break;
-                } else {
-                    samples.push(Sample { value, timestamp });
-                }
-            }
+            })?;
         }
         if samples.is_empty() {
             continue;
@@ -286,23 +318,63 @@ pub fn decode_frame(
         stats.samples += samples.len() as u64;
         out.push_back(RawSeries {
             query,
-            labels: series.labels,
+            labels: series.labels.into(),
             samples,
         });
     }
     Ok(())
 }
 
+/// Append the samples of one chunk that lie inside `window` to `samples`; count what is
+/// skipped (histogram and unknown chunks, samples outside the window).
+fn window_samples(
+    kind: i32,
+    min_time_ms: i64,
+    max_time_ms: i64,
+    data: &[u8],
+    window: Window,
+    stats: &mut ReadStats,
+    samples: &mut Vec<Sample>,
+) -> Result<(), XorError> {
+    if kind != chunk::Encoding::Xor as i32 {
+        match chunk::Encoding::try_from(kind) {
+            Ok(chunk::Encoding::Histogram | chunk::Encoding::FloatHistogram) => {
+                stats.histogram_chunks_skipped += 1;
+            }
+            _ => stats.unknown_chunks_skipped += 1,
+        }
+        return Ok(());
+    }
+    stats.xor_chunks += 1;
+    if max_time_ms < window.start_ms || min_time_ms > window.end_ms {
+        return Ok(());
+    }
+    // No reserve for the announced count: a chunk often reaches far outside the window.
+    for sample in xor::decode(data)? {
+        let (timestamp, value) = sample?;
+        if timestamp < window.start_ms {
+            stats.samples_outside_window += 1;
+        } else if timestamp > window.end_ms {
+            // Timestamps only grow inside a chunk: the rest is outside too.
+            stats.samples_outside_window += 1;
+            break;
+        } else {
+            samples.push(Sample { value, timestamp });
+        }
+    }
+    Ok(())
+}
+
 /// `{a="1", b="2"}`, cut short: names a series in an error message.
-fn describe_labels(labels: &[Label]) -> String {
+fn describe_labels<'a>(labels: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let mut s = String::from("{");
-    for (i, l) in labels.iter().enumerate() {
+    for (i, (name, value)) in labels.enumerate() {
         if i > 0 {
             s.push_str(", ");
         }
-        s.push_str(&l.name);
+        s.push_str(name);
         s.push_str("=\"");
-        s.push_str(&l.value);
+        s.push_str(value);
         s.push('"');
         if s.len() > 200 {
             s.push_str(", …");
@@ -427,16 +499,14 @@ impl SeriesReader {
                 return Ok(next);
             }
             let frame_no = self.frames.count();
-            if let Some(frame) = self.frames.next_frame().map_err(|e| e.to_string())? {
-                decode_frame(
-                    frame_no,
-                    frame,
-                    self.window,
-                    self.queries,
-                    &mut self.stats,
-                    &mut self.ready,
-                )
+            let (window, queries) = (self.window, self.queries);
+            let (stats, ready) = (&mut self.stats, &mut self.ready);
+            let decoded = self
+                .frames
+                .read_next(|frame| decode_frame(frame_no, frame, window, queries, stats, ready))
                 .map_err(|e| e.to_string())?;
+            if let Some(decoded) = decoded {
+                decoded.map_err(|e| e.to_string())?;
                 continue;
             }
             let piece = match &mut self.body {
@@ -474,6 +544,8 @@ impl SeriesReader {
         }
     }
 }
+
+mod scan;
 
 #[cfg(test)]
 mod tests;

@@ -57,6 +57,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Load whole bytes until at least 57 bits are buffered or the data ends.
+    #[inline]
     fn refill(&mut self) {
         if self.valid > 56 {
             return;
@@ -86,15 +87,13 @@ impl<'a> BitReader<'a> {
     }
 
     /// `n` ≤ 64 bits as the low bits of the result.
+    #[inline(always)]
     fn read(&mut self, n: u32) -> Result<u64, Eof> {
         if n == 0 {
             return Ok(0);
         }
         if n > 56 {
-            // The buffer holds at least 57 bits after a refill: read the rest in two parts.
-            let high = self.read(n - 32)?;
-            let low = self.read(32)?;
-            return Ok(high << 32 | low);
+            return self.read_long(n);
         }
         if self.valid < n {
             self.refill();
@@ -104,6 +103,15 @@ impl<'a> BitReader<'a> {
         }
         self.valid -= n;
         Ok((self.buf >> self.valid) & ((1u64 << n) - 1))
+    }
+
+    /// 57 to 64 bits: the buffer holds at least 57 bits after a refill, so read them in two
+    /// parts.
+    #[inline(never)]
+    fn read_long(&mut self, n: u32) -> Result<u64, Eof> {
+        let high = self.read(n - 32)?;
+        let low = self.read(32)?;
+        Ok(high << 32 | low)
     }
 
     /// The next `n` ≤ 56 bits without consuming them; `None` when fewer remain.
@@ -150,6 +158,10 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Bits [`XorIter::step`] needs buffered to cut a sample's fields without checks: the longest
+/// common bucket (4 prefix bits and 20 of delta-of-delta) and the value's 13 control bits.
+const FAST_BITS: u32 = 4 + 20 + 13;
+
 /// The samples of one XOR chunk, in order, as `(timestamp ms, value)`.
 pub struct XorIter<'a> {
     reader: BitReader<'a>,
@@ -194,7 +206,84 @@ impl XorIter<'_> {
         }
     }
 
+    /// The next sample. Past the first two, while at least [`FAST_BITS`] bits are buffered
+    /// (all but a chunk's last bytes), the timestamp's bucket prefix and delta-of-delta and the
+    /// value's control bits are cut from one buffer without a check per field; elsewhere, and
+    /// for the rare 64-bit delta-of-delta, [`XorIter::step_checked`] reads field by field.
+    #[inline(always)]
     fn step(&mut self) -> Result<(i64, f64), XorError> {
+        if self.read < 2 {
+            return self.step_checked();
+        }
+        let r = &mut self.reader;
+        r.refill();
+        if r.valid < FAST_BITS {
+            return self.step_checked();
+        }
+        // The buffered bits, the next one highest (`valid` ≥ FAST_BITS, so the shift is < 64).
+        let head = r.buf << (64 - r.valid);
+        let ones = head.leading_ones().min(4);
+        let dod: i64 = match ones {
+            0 => {
+                r.valid -= 1;
+                0
+            }
+            4 => return self.step_checked(),
+            _ => {
+                let size = [0, 14, 17, 20][ones as usize];
+                let mut bits = ((head << (ones + 1)) >> (64 - size)) as i64;
+                r.valid -= ones + 1 + size;
+                // Negative numbers come back as high unsigned numbers.
+                if bits > 1 << (size - 1) {
+                    bits -= 1 << size;
+                }
+                bits
+            }
+        };
+        self.delta = self.delta.wrapping_add(dod as u64);
+        self.t = self.t.wrapping_add(self.delta as i64);
+        // At most 24 bits were taken: the value's 13 control bits are still buffered.
+        let head = r.buf << (64 - r.valid);
+        if head >> 63 == 1 {
+            let bits = if (head >> 62) & 1 == 1 {
+                r.valid -= 13;
+                self.new_window(((head >> 57) & 0x1f) as u8, ((head >> 51) & 0x3f) as u8)?
+            } else {
+                r.valid -= 2;
+                64 - self.leading - self.trailing
+            };
+            let delta = self
+                .reader
+                .read(bits as u32)
+                .map_err(|_| self.truncated())?;
+            self.value ^= delta << self.trailing;
+        } else {
+            r.valid -= 1;
+        }
+        self.read += 1;
+        Ok((self.t, f64::from_bits(self.value)))
+    }
+
+    /// A value's new leading-zero count and meaningful-bit count (`0` meaning 64): checked,
+    /// kept for the values that reuse them; returns the meaningful bits.
+    #[inline(always)]
+    fn new_window(&mut self, leading: u8, significant: u8) -> Result<u8, XorError> {
+        // 0 meaningful bits can't be written (that is "unchanged"): it stands for 64.
+        let significant = if significant == 0 { 64 } else { significant };
+        if leading as u32 + significant as u32 > 64 {
+            return Err(XorError::Window {
+                sample: self.read,
+                leading,
+                bits: significant,
+            });
+        }
+        self.leading = leading;
+        self.trailing = 64 - leading - significant;
+        Ok(significant)
+    }
+
+    /// [`XorIter::step`] field by field, each read checked against the end of the chunk.
+    fn step_checked(&mut self) -> Result<(i64, f64), XorError> {
         match self.read {
             0 => {
                 let raw = self
@@ -273,21 +362,8 @@ impl XorIter<'_> {
         };
         let bits = if control {
             let leading = self.reader.read(5).map_err(|_| self.truncated())? as u8;
-            let mut significant = self.reader.read(6).map_err(|_| self.truncated())? as u8;
-            // 0 meaningful bits can't be written (that is "unchanged"): it stands for 64.
-            if significant == 0 {
-                significant = 64;
-            }
-            if leading as u32 + significant as u32 > 64 {
-                return Err(XorError::Window {
-                    sample: self.read,
-                    leading,
-                    bits: significant,
-                });
-            }
-            self.leading = leading;
-            self.trailing = 64 - leading - significant;
-            significant
+            let significant = self.reader.read(6).map_err(|_| self.truncated())? as u8;
+            self.new_window(leading, significant)?
         } else {
             64 - self.leading - self.trailing
         };
@@ -303,6 +379,7 @@ impl XorIter<'_> {
 impl Iterator for XorIter<'_> {
     type Item = Result<(i64, f64), XorError>;
 
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.read >= self.total {
             return None;

@@ -173,18 +173,19 @@ impl<'a> Scanned<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotScanned;
 
-const VARINT: u64 = 0;
-const FIXED64: u64 = 1;
-const LEN: u64 = 2;
-const FIXED32: u64 = 5;
+pub(crate) const VARINT: u64 = 0;
+pub(crate) const FIXED64: u64 = 1;
+pub(crate) const LEN: u64 = 2;
+pub(crate) const FIXED32: u64 = 5;
 
-struct Reader<'a> {
-    buf: &'a [u8],
+/// A cursor over protobuf fields (also reads the collector's remote-read frames).
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     #[inline]
-    fn varint(&mut self) -> Result<u64, NotScanned> {
+    pub(crate) fn varint(&mut self) -> Result<u64, NotScanned> {
         // Most varints here (keys, lengths of labels and samples) fit in one byte.
         if let Some(&b) = self.buf.first()
             && b < 0x80
@@ -211,7 +212,7 @@ impl<'a> Reader<'a> {
         Err(NotScanned)
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], NotScanned> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], NotScanned> {
         if n > self.buf.len() {
             return Err(NotScanned);
         }
@@ -221,7 +222,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field: number and wire type.
-    fn key(&mut self) -> Result<(u64, u64), NotScanned> {
+    pub(crate) fn key(&mut self) -> Result<(u64, u64), NotScanned> {
         let key = self.varint()?;
         // Field 0 does not exist; key values past u32 are invalid too (prost refuses both).
         if key >> 3 == 0 || key > u64::from(u32::MAX) {
@@ -230,13 +231,13 @@ impl<'a> Reader<'a> {
         Ok((key >> 3, key & 7))
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], NotScanned> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], NotScanned> {
         let n = usize::try_from(self.varint()?).map_err(|_| NotScanned)?;
         self.take(n)
     }
 
     /// Skip a field of a known-safe wire type (no groups).
-    fn skip(&mut self, wire: u64) -> Result<(), NotScanned> {
+    pub(crate) fn skip(&mut self, wire: u64) -> Result<(), NotScanned> {
         match wire {
             VARINT => self.varint().map(drop),
             FIXED64 => self.take(8).map(drop),

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::super::pushgateway::Group;
+use super::super::shape::Batch;
 use crate::delivery::{Delivery, Payload, Protocol};
-use crate::remote_write::{TimeSeries, encode_series};
 
 /// The grouping labels a Pushgateway overwrites (moved to `exported_<name>` first).
 const GROUPING: &[&str] = &["job"];
@@ -43,12 +43,12 @@ impl Output {
     }
 
     /// Queue one batch on every remote-write endpoint; add it to the Pushgateway group.
-    pub async fn send(&mut self, batch: Vec<TimeSeries>) {
+    pub async fn send(&mut self, batch: Batch) {
         if batch.is_empty() {
             return;
         }
         if let Some(group) = &mut self.group {
-            for series in &batch {
+            for series in &batch.to_series() {
                 group.add(series);
             }
         }
@@ -56,9 +56,9 @@ impl Output {
             return;
         }
         let payload = Payload {
-            body: encode_series(&batch).into(),
+            body: batch.encode().into(),
             series: batch.len(),
-            samples: batch.iter().map(|t| t.samples.len()).sum(),
+            samples: batch.samples(),
             headers: Vec::new(),
         };
         drop(batch);

@@ -1,5 +1,6 @@
 use super::*;
 use crate::relabel::RelabelConfig;
+use crate::remote_write::{TimeSeries, encode_series};
 
 /// One whole cycle over `input` (one query), markers from `again` (the previous window read
 /// again) when series vanished.
@@ -14,22 +15,22 @@ fn cycle_with(
     let mut cycle = s.begin(end, 1, batch_size);
     for t in input {
         if let Some(b) = cycle.push(s, raw(0, t)) {
-            batches.push(b);
+            batches.push(b.to_series());
         }
     }
     let (last, written, mut stats) = cycle.finish();
     if !last.is_empty() {
-        batches.push(last);
+        batches.push(last.to_series());
     }
     let mut vanished = s.vanished(&written);
     for t in again {
         if let Some(b) = vanished.push(s, raw(0, t)) {
-            batches.push(b);
+            batches.push(b.to_series());
         }
     }
     let markers = vanished.take_markers();
     if !markers.is_empty() {
-        batches.push(markers);
+        batches.push(markers.to_series());
     }
     stats.stale_markers = vanished.written();
     s.commit(written, None);
@@ -39,7 +40,7 @@ fn cycle_with(
 fn raw(query: usize, t: TimeSeries) -> RawSeries {
     RawSeries {
         query,
-        labels: t.labels,
+        labels: t.labels.into(),
         samples: t.samples,
     }
 }
@@ -304,14 +305,14 @@ fn overlapping_clauses_return_a_series_once_and_long_series_continue_across_fram
     let mut out = Vec::new();
     // Query 0: "a" in two frames (a long series), then "b".
     for series in [raw(0, a(1)), raw(0, a(2)), raw(0, b(1))] {
-        out.extend(cycle.push(&s, series).into_iter().flatten());
+        out.extend(cycle.push(&s, series).iter().flat_map(Batch::to_series));
     }
     // Query 1 (an overlapping clause) returns both again: skipped.
     for series in [raw(1, a(1)), raw(1, a(2)), raw(1, b(1))] {
-        out.extend(cycle.push(&s, series).into_iter().flatten());
+        out.extend(cycle.push(&s, series).iter().flat_map(Batch::to_series));
     }
     let (last, _, stats) = cycle.finish();
-    out.extend(last);
+    out.extend(last.to_series());
     assert_eq!(stats.series_in, 2);
     assert_eq!(stats.series_duplicate, 2);
     assert_eq!(stats.series_merged, 0, "a continuation is not a merge");
@@ -389,4 +390,48 @@ fn a_series_without_samples_in_the_window_is_not_sent() {
     let (out, stats) = shape(&mut s, vec![ts(&[("__name__", "a")], &[])], 10);
     assert!(out.is_empty());
     assert_eq!(stats.series_out, 0);
+}
+
+#[test]
+fn a_batch_encodes_as_its_series_would() {
+    let mut s = Shaper::new(
+        RelabelProgram::default(),
+        &extra(&[("a_first", "x"), ("tenant", "t"), ("zz", "")]),
+        true,
+    );
+    let long = "v".repeat(300);
+    let input = vec![
+        ts(&[("__name__", "up"), ("job", "j")], &[(2, 1.0), (1, 0.0)]),
+        ts(&[("__name__", "up"), ("tenant", "mine")], &[(1, f64::NAN)]),
+        ts(
+            &[("__name__", "long"), ("v", &long)],
+            &[(-5, -0.0), (7, 2.5)],
+        ),
+        // The same series as the first: merged into it.
+        ts(&[("job", "j"), ("__name__", "up")], &[(3, 3.0)]),
+    ];
+    let mut cycle = s.begin(10, 1, 1000);
+    for t in input {
+        assert!(cycle.push(&s, raw(0, t)).is_none());
+    }
+    let (batch, written, stats) = cycle.finish();
+    s.commit(written, None);
+    let series = batch.to_series();
+    assert_eq!(
+        (batch.len(), batch.samples(), stats.series_merged),
+        (3, 6, 1)
+    );
+    assert_eq!(
+        names(&series[0]),
+        ["__name__=up", "a_first=x", "job=j", "tenant=t", "zz="],
+        "extra labels merged in name order"
+    );
+    assert_eq!(
+        names(&series[1])[2],
+        "tenant=mine",
+        "honorLabels: collected wins"
+    );
+    let times: Vec<i64> = series[0].samples.iter().map(|x| x.timestamp).collect();
+    assert_eq!(times, [1, 2, 3], "samples sorted");
+    assert_eq!(batch.encode(), encode_series(&series));
 }

@@ -66,7 +66,7 @@ pub(super) async fn query_range_selectors(
             }
             results.push(RawSeries {
                 query,
-                labels: series.labels,
+                labels: series.labels.into(),
                 samples: series.samples,
             });
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::remote_write::Label;
 use crate::remote_write::proto::{Chunk, ChunkedSeries};
 
 fn label(name: &str, value: &str) -> Label {
@@ -59,7 +60,13 @@ async fn frames_split_anywhere_by_the_network_are_put_back_together() {
         let got = got.unwrap();
         let names: Vec<(&str, usize, usize)> = got
             .iter()
-            .map(|s| (s.labels[0].value.as_str(), s.query, s.samples.len()))
+            .map(|s| {
+                (
+                    s.labels.get(0).map_or("", |l| l.1),
+                    s.query,
+                    s.samples.len(),
+                )
+            })
             .collect();
         assert_eq!(
             names,
@@ -206,4 +213,123 @@ async fn an_empty_answer_has_no_series() {
     let (got, stats) = read_all(Vec::new(), 1).await;
     assert!(got.unwrap().is_empty());
     assert_eq!(stats.frames, 0);
+}
+
+/// A frame's message decoded by [`decode_frame`] (the one-pass scanner, prost when it gives up)
+/// and by prost alone: the same series, samples and counts, or the same error.
+fn both_ways(message: &[u8], queries: usize) -> [Result<(Vec<RawSeries>, ReadStats), String>; 2] {
+    let run = |prost_only: bool| {
+        let mut stats = ReadStats::default();
+        let mut out = VecDeque::new();
+        let decoded = if prost_only {
+            decode_frame_prost(0, message, WINDOW, queries, &mut stats, &mut out)
+        } else {
+            decode_frame(0, message, WINDOW, queries, &mut stats, &mut out)
+        };
+        decoded
+            .map(|()| (out.into_iter().collect(), stats))
+            .map_err(|e| e.to_string())
+    };
+    [run(false), run(true)]
+}
+
+/// Field `tag` holding the encoding of `message`.
+fn field<M: prost::Message>(tag: u32, message: &M) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::message::encode(tag, message, &mut out);
+    out
+}
+
+fn len_field(tag: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::bytes::encode(tag, &bytes.to_vec(), &mut out);
+    out
+}
+
+#[test]
+fn the_one_pass_reader_agrees_with_prost_on_every_field_order() {
+    let chunk = xor_chunk(&[(900, 0.5), (1000, 1.0), (1500, 2.0)]);
+    let labels = [label("__name__", "up"), label("job", "ü-job")];
+    // A series with its chunk before its labels, an unknown varint field between them, and a
+    // label whose name comes after its value; the query index before the series.
+    let mut series = field(2, &chunk);
+    series.extend([0x18, 0x07]); // field 3, varint 7: unknown
+    series.extend(field(1, &labels[0]));
+    let mut late_name = len_field(2, labels[1].value.as_bytes());
+    late_name.extend(len_field(1, labels[1].name.as_bytes()));
+    series.extend(len_field(1, &late_name));
+    let mut message = vec![0x10, 0x01]; // query_index = 1
+    message.extend(len_field(1, &series));
+    // A second series, plainly encoded, without samples in the window: not handed on.
+    message.extend(field(
+        1,
+        &ChunkedSeries {
+            labels: vec![label("__name__", "old")],
+            chunks: vec![xor_chunk(&[(10, 1.0)])],
+        },
+    ));
+    let one_pass = scan::scan_frame(
+        &message,
+        WINDOW,
+        &mut ReadStats::default(),
+        &mut VecDeque::new(),
+    );
+    assert!(one_pass.is_ok(), "read in one pass, not by the fallback");
+    let [scanned, prost] = both_ways(&message, 2);
+    let (series, stats) = scanned.clone().expect("decodes");
+    assert_eq!(scanned, prost);
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0].query, 1);
+    assert_eq!(series[0].labels.to_labels(), labels);
+    assert_eq!(series[0].samples.len(), 2);
+    assert_eq!(
+        (stats.frames, stats.samples_outside_window, stats.xor_chunks),
+        (1, 1, 2)
+    );
+}
+
+#[test]
+fn what_the_one_pass_reader_does_not_take_is_prost_s_to_judge() {
+    let chunk = field(2, &xor_chunk(&[(1000, 1.0)]));
+    let with_label = |name: &[u8]| {
+        let mut label = len_field(1, name);
+        label.extend(len_field(2, b"v"));
+        let mut series = len_field(1, &label);
+        series.extend(&chunk);
+        len_field(1, &series)
+    };
+    let one_pass = |m: &[u8]| {
+        scan::scan_frame(m, WINDOW, &mut ReadStats::default(), &mut VecDeque::new()).is_ok()
+    };
+    assert!(one_pass(&with_label(b"ok")));
+    // Invalid UTF-8 in a name: prost's error.
+    assert!(!one_pass(&with_label(b"\xff")));
+    let [scanned, prost] = both_ways(&with_label(b"\xff"), 1);
+    assert!(
+        scanned.as_ref().is_err_and(|e| e.contains("UTF-8")),
+        "{scanned:?}"
+    );
+    assert_eq!(scanned, prost);
+    // A label name with a varint where a string belongs: prost's error.
+    let mut series = len_field(1, &[0x08, 0x01]);
+    series.extend(&chunk);
+    let [scanned, prost] = both_ways(&len_field(1, &series), 1);
+    assert!(scanned.is_err());
+    assert_eq!(scanned, prost);
+    // An unknown field holding a group (wire types 3 and 4): the scanner gives up, prost skips
+    // it, and the series is read.
+    let mut message = with_label(b"g");
+    message.extend([0x1b, 0x08, 0x01, 0x1c]); // field 3: start group, varint, end group
+    let [scanned, prost] = both_ways(&message, 1);
+    assert_eq!(scanned.as_ref().map(|(s, _)| s.len()), Ok(1));
+    assert_eq!(scanned, prost);
+    // A query index past the queries asked: the same error either way.
+    let mut message = with_label(b"q");
+    message.extend([0x10, 0x05]);
+    let [scanned, prost] = both_ways(&message, 1);
+    assert!(
+        scanned.as_ref().is_err_and(|e| e.contains("query 5")),
+        "{scanned:?}"
+    );
+    assert_eq!(scanned, prost);
 }

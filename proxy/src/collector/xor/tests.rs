@@ -227,3 +227,47 @@ fn header_and_first_samples_follow_the_xor_layout() {
         .unwrap();
     assert_eq!(got, [(1000, 1.0), (2000, 2.0), (3000, 2.0), (4500, 3.5)]);
 }
+
+#[test]
+fn long_chunks_cut_anywhere_and_bad_windows_mid_chunk_are_errors() {
+    // Past the first two samples, with enough bits buffered, fields are cut without a check
+    // per field: a truncation anywhere, and an impossible window with plenty of bits after
+    // it, must still be errors.
+    let samples: Vec<(i64, f64)> = (0..120)
+        .map(|i| (1_000 + i * 15_000 + (i % 7) * 3, (i * i) as f64 / 3.0))
+        .collect();
+    let full = encode(&samples);
+    assert_eq!(roundtrip(&samples), bits(&samples));
+    for cut in 2..full.len() {
+        let got: Vec<_> = decode(&full[..cut]).unwrap().collect();
+        assert!(got.last().is_some_and(|r| r.is_err()), "cut at {cut}");
+    }
+    let mut w = BitWriter::default();
+    w.uvarint(0);
+    w.write(0, 64);
+    w.uvarint(1);
+    w.write(0, 1);
+    // Sample 2: delta-of-delta 0, value "11", leading 31, count 40 → 71 > 64.
+    w.write(0, 1);
+    w.write(0b11, 2);
+    w.write(31, 5);
+    w.write(40, 6);
+    w.write(0, 64);
+    w.write(0, 64);
+    let mut chunk = vec![0, 3];
+    chunk.extend_from_slice(&w.bytes);
+    let got: Vec<_> = decode(&chunk).unwrap().collect();
+    assert!(
+        matches!(got[2], Err(XorError::Window { sample: 2, .. })),
+        "{got:?}"
+    );
+    // Random bytes long enough for the unchecked cuts: any result, no panic.
+    let mut rng = fastrand::Rng::with_seed(12);
+    for _ in 0..2000 {
+        let mut junk: Vec<u8> = vec![rng.u8(..), rng.u8(..)];
+        junk.extend((0..rng.usize(0..300)).map(|_| rng.u8(..)));
+        if let Ok(it) = decode(&junk) {
+            for _ in it {}
+        }
+    }
+}
