@@ -16,8 +16,9 @@
 //! The pipeline thread runs the collector's own code: `SeriesReader` (framing, CRC, XOR
 //! decoding, the window's edges) → `Cycle::push` (dedup by hash, `metricRelabelings`,
 //! `extraLabels`, merge, batches of `--batch-size`) → `Batch::encode` (snappy protobuf) → the
-//! request is dropped (delivery is the network's cost). One `Shaper` is kept across cycles, as
-//! the collector keeps one per CR: the first cycle has no previous series, the later ones
+//! request is dropped (delivery is the network's cost) and the batch handed back for reuse,
+//! as the collector's job does. One `Shaper` is kept across cycles, as the collector keeps one
+//! per CR: the first cycle has no previous series, the later ones
 //! compare their hashes with the previous cycle's (the steady state: nothing vanishes, so
 //! nothing is read again).
 
@@ -136,7 +137,7 @@ fn run_cycle(shaper: &mut Shaper, args: &Args) -> anyhow::Result<Run> {
     let mut cycle = shaper.begin(END_MS, 1, args.batch_size);
     let mut encoded = 0;
     let mut requests = 0;
-    let mut encode = |batch: proxy::collector::shape::Batch| {
+    let mut encode = |batch: &proxy::collector::shape::Batch| {
         if !batch.is_empty() {
             encoded += batch.encode().len();
             requests += 1;
@@ -145,13 +146,14 @@ fn run_cycle(shaper: &mut Shaper, args: &Args) -> anyhow::Result<Run> {
     futures::executor::block_on(async {
         while let Some(series) = reader.next().await.map_err(anyhow::Error::msg)? {
             if let Some(batch) = cycle.push(shaper, series) {
-                encode(batch);
+                encode(&batch);
+                cycle.recycle(batch);
             }
         }
         anyhow::Ok(())
     })?;
     let (last, written, stats) = cycle.finish();
-    encode(last);
+    encode(&last);
     let vanished = shaper.vanished(&written);
     anyhow::ensure!(vanished.is_empty(), "steady state: nothing vanishes");
     shaper.commit(written, None);

@@ -326,7 +326,8 @@ impl Runner {
             match reader.next().await {
                 Ok(Some(series)) => {
                     if let Some(batch) = cycle.push(&self.shaper, series) {
-                        out.send(batch).await;
+                        out.send(&batch).await;
+                        cycle.recycle(batch);
                     }
                 }
                 Ok(None) => break Ok(()),
@@ -345,7 +346,7 @@ impl Runner {
             return last_end;
         }
         let (last, written, mut stats) = cycle.finish();
-        out.send(last).await;
+        out.send(&last).await;
         let read_stats = reader.stats.clone();
         drop(reader);
 
@@ -378,7 +379,7 @@ impl Runner {
                     match o.reader.next().await {
                         Ok(Some(series)) => {
                             if let Some(batch) = vanished.push(&self.shaper, series) {
-                                out.send(batch).await;
+                                out.send(&batch).await;
                             }
                             if vanished.is_empty() {
                                 break;
@@ -393,7 +394,7 @@ impl Runner {
                 },
                 Err(e) => marker_error = Some(e.to_string()),
             }
-            out.send(vanished.take_markers()).await;
+            out.send(&vanished.take_markers()).await;
         }
         stats.stale_markers = vanished.written();
         stats.series_out += stats.stale_markers;

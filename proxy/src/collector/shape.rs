@@ -142,6 +142,7 @@ impl Shaper {
             raw_seen: IntMap::default(),
             last_raw: None,
             batch: Batch::with_capacity(batch_size.clamp(1, 1024), 0),
+            spare: None,
             hashes: Vec::new(),
             in_batch: IntMap::default(),
             stats: ShapeStats::default(),
@@ -221,6 +222,8 @@ pub struct Cycle {
     /// The last raw series (query, hash): the next frame of a long series continues it.
     last_raw: Option<(usize, u64)>,
     batch: Batch,
+    /// A batch handed back by [`Cycle::recycle`]: the next one reuses its buffers.
+    spare: Option<Batch>,
     /// The shaped-series hash of each series in `batch`.
     hashes: Vec<u64>,
     /// Shaped-series hash → index in `batch`.
@@ -315,8 +318,10 @@ impl Cycle {
     /// timestamps kept (a receiver would refuse the second).
     pub fn take_batch(&mut self) -> Batch {
         self.in_batch.clear();
-        // The next batch is likely the size of this one.
-        let next = Batch::with_capacity(self.batch.len(), self.batch.labels.len());
+        let next = self.spare.take().unwrap_or_else(|| {
+            // The next batch is likely the size of this one.
+            Batch::with_capacity(self.batch.len(), self.batch.labels.len())
+        });
         let mut batch = std::mem::replace(&mut self.batch, next);
         for (series, hash) in batch.series.iter_mut().zip(self.hashes.drain(..)) {
             if !series.samples.is_sorted_by_key(|s| s.timestamp) {
@@ -331,6 +336,13 @@ impl Cycle {
             self.stats.samples_out += series.samples.len();
         }
         batch
+    }
+
+    /// Hand back a batch that was sent: the next batch reuses its buffers (a fresh buffer of
+    /// a batch's labels, about 150 KiB, was new pages to fault in for every batch).
+    pub fn recycle(&mut self, mut batch: Batch) {
+        batch.clear();
+        self.spare = Some(batch);
     }
 
     /// End of the window: the last batch, and what the cycle wrote.

@@ -350,18 +350,13 @@ fn window_samples(
         return Ok(());
     }
     // No reserve for the announced count: a chunk often reaches far outside the window.
-    for sample in xor::decode(data)? {
-        let (timestamp, value) = sample?;
-        if timestamp < window.start_ms {
-            stats.samples_outside_window += 1;
-        } else if timestamp > window.end_ms {
-            // Timestamps only grow inside a chunk: the rest is outside too.
-            stats.samples_outside_window += 1;
-            break;
-        } else {
-            samples.push(Sample { value, timestamp });
+    let count = xor::decode_window(data, window.start_ms, window.end_ms, samples, |t, v| {
+        Sample {
+            value: v,
+            timestamp: t,
         }
-    }
+    })?;
+    stats.samples_outside_window += count.outside;
     Ok(())
 }
 

@@ -34,6 +34,7 @@ pub enum XorError {
 
 /// Reads bits most-significant first from a byte slice, through a 64-bit buffer refilled a
 /// word at a time (as Prometheus' `bstreamReader` does): most reads are a shift and a mask.
+#[derive(Clone, Copy)]
 struct BitReader<'a> {
     data: &'a [u8],
     /// Next byte of `data` to load.
@@ -158,10 +159,6 @@ impl<'a> BitReader<'a> {
     }
 }
 
-/// Bits [`XorIter::step`] needs buffered to cut a sample's fields without checks: the longest
-/// common bucket (4 prefix bits and 20 of delta-of-delta) and the value's 13 control bits.
-const FAST_BITS: u32 = 4 + 20 + 13;
-
 /// The samples of one XOR chunk, in order, as `(timestamp ms, value)`.
 pub struct XorIter<'a> {
     reader: BitReader<'a>,
@@ -193,6 +190,88 @@ pub fn decode(chunk: &[u8]) -> Result<XorIter<'_>, XorError> {
     })
 }
 
+/// Samples of one chunk inside a window, appended by [`decode_window`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    pub kept: u64,
+    /// Decoded and dropped: those before the window, and the first after it (decoding stops
+    /// there, timestamps only grow inside a chunk).
+    pub outside: u64,
+}
+
+/// Decode `chunk`, appending the samples with `start_ms ≤ t ≤ end_ms` to `out` as
+/// `sample(t, v)`: the collector's loop over a chunk. Past the first two samples, while at
+/// least [`FAST_BITS`] bits are buffered (all but a chunk's last bytes), it runs on a copy of
+/// the decoder's state that stays in registers, and cuts the timestamp's bucket prefix and
+/// delta-of-delta and the value's control bits from one buffer without a check per field;
+/// elsewhere, and for the rare 64-bit delta-of-delta, it takes the iterator's checked step.
+/// The tests hold it to the iterator's results, errors included.
+pub fn decode_window<S>(
+    chunk: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+    out: &mut Vec<S>,
+    sample: impl Fn(i64, f64) -> S,
+) -> Result<WindowCount, XorError> {
+    let mut it = decode(chunk)?;
+    let mut count = WindowCount::default();
+    let mut place = |t: i64, v: f64, count: &mut WindowCount| {
+        if t < start_ms {
+            count.outside += 1;
+        } else if t > end_ms {
+            count.outside += 1;
+            return Flow::Stop;
+        } else {
+            count.kept += 1;
+            out.push(sample(t, v));
+        }
+        Flow::Slow
+    };
+    loop {
+        if it.read >= 2 {
+            match it.fast_run(&mut count, &mut place)? {
+                Flow::Slow => {}
+                Flow::Stop => return Ok(count),
+            }
+        }
+        if it.read >= it.total {
+            return Ok(count);
+        }
+        let (t, v) = it.step()?;
+        if let Flow::Stop = place(t, v, &mut count) {
+            return Ok(count);
+        }
+    }
+}
+
+/// A value's new window: its leading-zero count and meaningful-bit count (`0` meaning 64),
+/// checked; returns the meaningful and trailing bits.
+#[inline(always)]
+fn value_window(sample: u16, leading: u8, significant: u8) -> Result<(u8, u8), XorError> {
+    // 0 meaningful bits can't be written (that is "unchanged"): it stands for 64.
+    let significant = if significant == 0 { 64 } else { significant };
+    if leading as u32 + significant as u32 > 64 {
+        return Err(XorError::Window {
+            sample,
+            leading,
+            bits: significant,
+        });
+    }
+    Ok((significant, 64 - leading - significant))
+}
+
+/// Where [`decode_window`] goes on.
+enum Flow {
+    /// The next sample takes the checked step (or, from `place`, decoding goes on).
+    Slow,
+    /// Past the window or the chunk: done.
+    Stop,
+}
+
+/// Bits the fast path needs buffered to cut a sample's fields without checks: the longest
+/// common bucket (4 prefix bits and 20 of delta-of-delta) and the value's 13 control bits.
+const FAST_BITS: u32 = 4 + 20 + 13;
+
 impl XorIter<'_> {
     /// Samples the header announces.
     pub fn len_announced(&self) -> u16 {
@@ -206,84 +285,92 @@ impl XorIter<'_> {
         }
     }
 
-    /// The next sample. Past the first two, while at least [`FAST_BITS`] bits are buffered
-    /// (all but a chunk's last bytes), the timestamp's bucket prefix and delta-of-delta and the
-    /// value's control bits are cut from one buffer without a check per field; elsewhere, and
-    /// for the rare 64-bit delta-of-delta, [`XorIter::step_checked`] reads field by field.
+    /// Samples past the first two on local copies of the state, handed to `place`, while the
+    /// fast path holds (see [`decode_window`]); the state is written back before returning.
     #[inline(always)]
-    fn step(&mut self) -> Result<(i64, f64), XorError> {
-        if self.read < 2 {
-            return self.step_checked();
-        }
-        let r = &mut self.reader;
-        r.refill();
-        if r.valid < FAST_BITS {
-            return self.step_checked();
-        }
-        // The buffered bits, the next one highest (`valid` ≥ FAST_BITS, so the shift is < 64).
-        let head = r.buf << (64 - r.valid);
-        let ones = head.leading_ones().min(4);
-        let dod: i64 = match ones {
-            0 => {
-                r.valid -= 1;
-                0
+    fn fast_run(
+        &mut self,
+        count: &mut WindowCount,
+        place: &mut impl FnMut(i64, f64, &mut WindowCount) -> Flow,
+    ) -> Result<Flow, XorError> {
+        let mut r = self.reader;
+        let (mut t, mut delta, mut value) = (self.t, self.delta, self.value);
+        let (mut leading, mut trailing, mut read) = (self.leading, self.trailing, self.read);
+        let total = self.total;
+        let flow = loop {
+            if read >= total {
+                break Ok(Flow::Stop);
             }
-            4 => return self.step_checked(),
-            _ => {
-                let size = [0, 14, 17, 20][ones as usize];
-                let mut bits = ((head << (ones + 1)) >> (64 - size)) as i64;
-                r.valid -= ones + 1 + size;
-                // Negative numbers come back as high unsigned numbers.
-                if bits > 1 << (size - 1) {
-                    bits -= 1 << size;
+            r.refill();
+            if r.valid < FAST_BITS {
+                break Ok(Flow::Slow);
+            }
+            // The buffered bits, the next one highest (`valid` ≥ FAST_BITS: the shift is < 64).
+            let head = r.buf << (64 - r.valid);
+            let ones = head.leading_ones().min(4);
+            let dod: i64 = match ones {
+                0 => {
+                    r.valid -= 1;
+                    0
                 }
-                bits
+                // Nothing was taken yet: the checked step reads this sample.
+                4 => break Ok(Flow::Slow),
+                _ => {
+                    let size = [0, 14, 17, 20][ones as usize];
+                    let mut bits = ((head << (ones + 1)) >> (64 - size)) as i64;
+                    r.valid -= ones + 1 + size;
+                    // Negative numbers come back as high unsigned numbers.
+                    if bits > 1 << (size - 1) {
+                        bits -= 1 << size;
+                    }
+                    bits
+                }
+            };
+            delta = delta.wrapping_add(dod as u64);
+            t = t.wrapping_add(delta as i64);
+            // At most 24 bits were taken: the value's 13 control bits are still buffered.
+            let head = r.buf << (64 - r.valid);
+            if head >> 63 == 1 {
+                let bits = if (head >> 62) & 1 == 1 {
+                    r.valid -= 13;
+                    let l = ((head >> 57) & 0x1f) as u8;
+                    match value_window(read, l, ((head >> 51) & 0x3f) as u8) {
+                        Ok((significant, t)) => {
+                            (leading, trailing) = (l, t);
+                            significant
+                        }
+                        Err(e) => break Err(e),
+                    }
+                } else {
+                    r.valid -= 2;
+                    64 - leading - trailing
+                };
+                match r.read(bits as u32) {
+                    Ok(d) => value ^= d << trailing,
+                    Err(Eof) => {
+                        break Err(XorError::Truncated {
+                            sample: read,
+                            total,
+                        });
+                    }
+                }
+            } else {
+                r.valid -= 1;
+            }
+            read += 1;
+            if let Flow::Stop = place(t, f64::from_bits(value), count) {
+                break Ok(Flow::Stop);
             }
         };
-        self.delta = self.delta.wrapping_add(dod as u64);
-        self.t = self.t.wrapping_add(self.delta as i64);
-        // At most 24 bits were taken: the value's 13 control bits are still buffered.
-        let head = r.buf << (64 - r.valid);
-        if head >> 63 == 1 {
-            let bits = if (head >> 62) & 1 == 1 {
-                r.valid -= 13;
-                self.new_window(((head >> 57) & 0x1f) as u8, ((head >> 51) & 0x3f) as u8)?
-            } else {
-                r.valid -= 2;
-                64 - self.leading - self.trailing
-            };
-            let delta = self
-                .reader
-                .read(bits as u32)
-                .map_err(|_| self.truncated())?;
-            self.value ^= delta << self.trailing;
-        } else {
-            r.valid -= 1;
-        }
-        self.read += 1;
-        Ok((self.t, f64::from_bits(self.value)))
+        self.reader = r;
+        (self.t, self.delta, self.value) = (t, delta, value);
+        (self.leading, self.trailing, self.read) = (leading, trailing, read);
+        flow
     }
 
-    /// A value's new leading-zero count and meaningful-bit count (`0` meaning 64): checked,
-    /// kept for the values that reuse them; returns the meaningful bits.
-    #[inline(always)]
-    fn new_window(&mut self, leading: u8, significant: u8) -> Result<u8, XorError> {
-        // 0 meaningful bits can't be written (that is "unchanged"): it stands for 64.
-        let significant = if significant == 0 { 64 } else { significant };
-        if leading as u32 + significant as u32 > 64 {
-            return Err(XorError::Window {
-                sample: self.read,
-                leading,
-                bits: significant,
-            });
-        }
-        self.leading = leading;
-        self.trailing = 64 - leading - significant;
-        Ok(significant)
-    }
-
-    /// [`XorIter::step`] field by field, each read checked against the end of the chunk.
-    fn step_checked(&mut self) -> Result<(i64, f64), XorError> {
+    /// The next sample, field by field, each read checked against the end of the chunk (the
+    /// iterator's path, and [`decode_window`]'s near a chunk's end).
+    fn step(&mut self) -> Result<(i64, f64), XorError> {
         match self.read {
             0 => {
                 let raw = self
@@ -363,7 +450,9 @@ impl XorIter<'_> {
         let bits = if control {
             let leading = self.reader.read(5).map_err(|_| self.truncated())? as u8;
             let significant = self.reader.read(6).map_err(|_| self.truncated())? as u8;
-            self.new_window(leading, significant)?
+            let (significant, trailing) = value_window(self.read, leading, significant)?;
+            (self.leading, self.trailing) = (leading, trailing);
+            significant
         } else {
             64 - self.leading - self.trailing
         };
@@ -379,7 +468,6 @@ impl XorIter<'_> {
 impl Iterator for XorIter<'_> {
     type Item = Result<(i64, f64), XorError>;
 
-    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.read >= self.total {
             return None;

@@ -184,7 +184,7 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn varint(&mut self) -> Result<u64, NotScanned> {
         // Most varints here (keys, lengths of labels and samples) fit in one byte.
         if let Some(&b) = self.buf.first()
@@ -222,6 +222,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field: number and wire type.
+    #[inline]
     pub(crate) fn key(&mut self) -> Result<(u64, u64), NotScanned> {
         let key = self.varint()?;
         // Field 0 does not exist; key values past u32 are invalid too (prost refuses both).

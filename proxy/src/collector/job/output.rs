@@ -43,7 +43,7 @@ impl Output {
     }
 
     /// Queue one batch on every remote-write endpoint; add it to the Pushgateway group.
-    pub async fn send(&mut self, batch: Batch) {
+    pub async fn send(&mut self, batch: &Batch) {
         if batch.is_empty() {
             return;
         }
@@ -61,7 +61,6 @@ impl Output {
             samples: batch.samples(),
             headers: Vec::new(),
         };
-        drop(batch);
         self.requests += 1;
         for d in &self.remote_write {
             d.enqueue_waiting(payload.clone(), self.deadline).await;

@@ -35,6 +35,12 @@ impl Batch {
         self.series.len()
     }
 
+    /// Empty, keeping the buffers.
+    pub(super) fn clear(&mut self) {
+        self.labels.clear();
+        self.series.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.series.is_empty()
     }

@@ -271,3 +271,112 @@ fn long_chunks_cut_anywhere_and_bad_windows_mid_chunk_are_errors() {
         }
     }
 }
+
+#[test]
+fn a_window_keeps_its_edges_and_stops_after_them() {
+    let samples: Vec<(i64, f64)> = (0..10).map(|i| (i * 10, i as f64)).collect();
+    let chunk = encode(&samples);
+    let mut out = Vec::new();
+    let count = decode_window(&chunk, 20, 50, &mut out, |t, v| (t, v)).unwrap();
+    assert_eq!(out, [(20, 2.0), (30, 3.0), (40, 4.0), (50, 5.0)]);
+    // Two before, and the first after (decoding stops there).
+    assert_eq!(
+        count,
+        WindowCount {
+            kept: 4,
+            outside: 3
+        }
+    );
+    let mut none = Vec::new();
+    let count = decode_window(&chunk, 1000, 2000, &mut none, |t, v| (t, v)).unwrap();
+    assert_eq!((none.len(), count.outside), (0, 10));
+    assert!(decode_window(&chunk[..chunk.len() - 2], 0, 1000, &mut none, |t, v| (t, v)).is_err());
+}
+
+/// The iterator's samples, and its error if it ended in one.
+fn by_iterator(chunk: &[u8]) -> (Vec<(i64, u64)>, Option<XorError>) {
+    let mut samples = Vec::new();
+    let it = match decode(chunk) {
+        Ok(it) => it,
+        Err(e) => return (samples, Some(e)),
+    };
+    for s in it {
+        match s {
+            Ok((t, v)) => samples.push((t, v.to_bits())),
+            Err(e) => return (samples, Some(e)),
+        }
+    }
+    (samples, None)
+}
+
+#[test]
+fn the_window_loop_agrees_with_the_iterator_on_good_and_broken_chunks() {
+    let mut rng = fastrand::Rng::with_seed(13);
+    let mut fast_samples = 0usize;
+    for round in 0..3000 {
+        // Regular scrapes with jitter and gaps (every bucket), values from constant to noisy.
+        let n = rng.usize(0..200);
+        let mut t = rng.i64(-1_000_000..1_000_000);
+        let mut v = rng.f64() * 1000.0;
+        let samples: Vec<(i64, f64)> = (0..n)
+            .map(|_| {
+                t += match rng.u8(0..20) {
+                    0 => rng.i64(0..2_000_000),
+                    1 => rng.i64(0..(1 << 40)),
+                    _ => 15_000 + rng.i64(-50..50),
+                };
+                v = match rng.u8(0..4) {
+                    0 => v,
+                    1 => v + 1.0,
+                    2 => f64::from_bits(rng.u64(..)),
+                    _ => rng.f64() * 100.0,
+                };
+                (t, v)
+            })
+            .collect();
+        let mut chunk = encode(&samples);
+        // A third of the chunks broken: cut short, or a byte changed.
+        match round % 3 {
+            1 if chunk.len() > 2 => chunk.truncate(rng.usize(2..chunk.len())),
+            2 if chunk.len() > 2 => {
+                let at = rng.usize(2..chunk.len());
+                chunk[at] ^= 1 << rng.u8(0..8);
+            }
+            _ => {}
+        }
+        let (expected, error) = by_iterator(&chunk);
+        let mut got = Vec::new();
+        let result = decode_window(&chunk, i64::MIN, i64::MAX, &mut got, |t, v: f64| {
+            (t, v.to_bits())
+        });
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "round {round}: {result:?} vs {error:?}, {} vs {}",
+            got.len(),
+            expected.len()
+        );
+        assert_eq!(got, expected, "round {round}");
+        assert_eq!(result.err(), error, "round {round}");
+        fast_samples += got.len().saturating_sub(2);
+        // A window inside an unbroken chunk (timestamps grow): what the iterator gives inside.
+        if round % 3 == 0 && !expected.is_empty() {
+            let a = expected[rng.usize(0..expected.len())].0;
+            let b = expected[rng.usize(0..expected.len())].0;
+            let (start, end) = (a.min(b), a.max(b));
+            let mut inside = Vec::new();
+            let count = decode_window(&chunk, start, end, &mut inside, |t, v: f64| {
+                (t, v.to_bits())
+            })
+            .unwrap();
+            let want: Vec<_> = expected
+                .iter()
+                .copied()
+                .filter(|(t, _)| (start..=end).contains(t))
+                .collect();
+            assert_eq!(inside, want, "round {round}");
+            assert_eq!(count.kept as usize, want.len());
+        }
+    }
+    assert!(fast_samples > 100_000, "{fast_samples} samples compared");
+}
