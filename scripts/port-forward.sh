@@ -57,7 +57,7 @@ IFS=, read -r -a wanted <<<"$only"
 for w in "${wanted[@]}"; do
   case "$w" in
     proxy) forward "proxy API" svc/prometheus-multi-tenant-proxy 8080:8080 "http://$address:8080" ;;
-    admin) forward "proxy admin" svc/prometheus-multi-tenant-proxy 9091:9091 "http://$address:9091/metrics" ;;
+    admin) forward "proxy admin" svc/prometheus-multi-tenant-proxy-admin 9091:9091 "http://$address:9091/metrics" ;;
     prometheus) forward "infra Prometheus" svc/prometheus-infra 9090:9090 "http://$address:9090" ;;
     grafana) forward "Grafana" svc/grafana 3000:3000 "http://$address:3000" ;;
     *) echo "unknown service in --only: $w" >&2; exit 2 ;;

@@ -1,8 +1,9 @@
 //! `cargo xtask validate`: offline checks of the deployment manifests. This module owns the
 //! discovery (which dirs and files are checked) and the per-object dispatch; the checks live in
 //! [`typed`] (Kubernetes types and unknown fields), [`schema`] (MetricAccess against the CRD's
-//! openAPIV3Schema), [`workload`] (images, resources, securityContext) and [`argocd`] (paths
-//! an Application or ApplicationSet points at).
+//! openAPIV3Schema), [`workload`] (images, resources, securityContext), [`argocd`] (paths
+//! an Application or ApplicationSet points at) and [`reach`] (who reaches the proxy's admin and
+//! tenant ports under each overlay's NetworkPolicies, decided by [`netpol`]).
 //!
 //! What is checked:
 //! - every dir with a kustomization under `kustomize/` and `gitops/` (except `kind: Component`
@@ -13,6 +14,8 @@
 //! All findings are collected, each as `<file or dir>: <Kind/name>: <reason>`.
 
 mod argocd;
+mod netpol;
+mod reach;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -318,11 +321,17 @@ pub fn run(root: &Path) -> anyhow::Result<i32> {
              (https://kubernetes.io/docs/tasks/tools/); it renders the kustomizations offline"
         );
     };
-    let findings = validate_tree(root, &root.join(CRD), &kubectl)?;
+    let mut findings = validate_tree(root, &root.join(CRD), &kubectl)?;
+    let reach = reach::check_overlays(root, &kubectl);
+    findings.extend(reach.findings);
     let dirs = render_dirs(root).len();
     let files = raw_files(root).len();
     if findings.is_empty() {
         println!("manifests OK: {dirs} kustomization dir(s) rendered, {files} file(s) checked");
+        println!(
+            "network policies OK: {} connection(s) to the proxy's admin and tenant ports decided in {} overlay(s)",
+            reach.connections, reach.overlays
+        );
         return Ok(0);
     }
     for f in &findings {

@@ -209,3 +209,113 @@ fn components_are_not_rendered_alone() {
     let files: Vec<String> = raw_files(&root).iter().map(|f| rel(&root, f)).collect();
     assert_eq!(files, ["argocd/apps.yaml", "fixtures/tenants/bad.yaml"]);
 }
+
+/// The rendered clusters of the real overlays, by overlay name.
+fn real_clusters() -> Option<Vec<(String, Vec<serde_json::Value>)>> {
+    let kubectl = kubectl_or_skip()?;
+    let root = workspace();
+    let overlays = reach::overlays(&root);
+    Some(
+        overlays
+            .iter()
+            .map(|o| {
+                let name = o.file_name().unwrap().to_string_lossy().to_string();
+                (name, reach::cluster_documents(&root, &kubectl, o).unwrap())
+            })
+            .collect(),
+    )
+}
+
+fn reasons(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn under_every_overlay_only_the_scraper_and_the_operators_reach_the_admin_port() {
+    let Some(kubectl) = kubectl_or_skip() else {
+        return;
+    };
+    let report = reach::check_overlays(&workspace(), &kubectl);
+    assert!(report.findings.is_empty(), "{}", reasons(&report.findings));
+    // kind, stage and prod, each with tenants, unrelated pods, the scraper and the operators.
+    assert_eq!(report.overlays, 3);
+    assert!(report.connections >= 30, "{}", report.connections);
+}
+
+/// Drop the objects `remove` picks, or change them, and check again.
+fn check_changed(
+    docs: &[serde_json::Value],
+    change: impl Fn(&mut serde_json::Value) -> bool,
+) -> Vec<Finding> {
+    let docs: Vec<_> = docs
+        .iter()
+        .cloned()
+        .filter_map(|mut d| change(&mut d).then_some(d))
+        .collect();
+    reach::check_cluster("test", &docs).0
+}
+
+fn is_proxy_policy(d: &serde_json::Value) -> bool {
+    d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "prometheus-multi-tenant-proxy"
+}
+
+#[test]
+fn the_reach_check_fails_without_the_proxy_policy() {
+    let Some(clusters) = real_clusters() else {
+        return;
+    };
+    for (overlay, docs) in &clusters {
+        assert!(docs.iter().any(is_proxy_policy), "{overlay}");
+        let findings = check_changed(docs, |d| !is_proxy_policy(d));
+        let text = reasons(&findings);
+        assert!(
+            text.contains("any pod in namespace unrelated-app reaches the admin port 9091"),
+            "{overlay}: {text}"
+        );
+        assert!(
+            text.contains("any pod in namespace unrelated-app reaches the http port 8080"),
+            "{overlay}: {text}"
+        );
+        if overlay == "kind" {
+            assert!(
+                text.contains("Deployment/grafana in namespace monitoring reaches the admin port"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_proxy_policy_alone_keeps_tenants_off_the_admin_port() {
+    let Some(clusters) = real_clusters() else {
+        return;
+    };
+    for (overlay, docs) in &clusters {
+        // Without the tenants' own egress policies, the proxy's policy still refuses them.
+        let findings = check_changed(docs, |d| {
+            !(d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "egress-to-proxy-only")
+        });
+        assert!(findings.is_empty(), "{overlay}: {}", reasons(&findings));
+        // And a widened admin rule is caught, for every tenant namespace (their egress
+        // policies, which allow only the tenant port, taken away too).
+        let findings = check_changed(docs, |d| {
+            if is_proxy_policy(d) {
+                d["spec"]["ingress"][1]["from"][1] = json!({"namespaceSelector": {}});
+            }
+            !(d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "egress-to-proxy-only")
+        });
+        let text = reasons(&findings);
+        for tenant in ["team-a", "team-b"] {
+            assert!(
+                text.contains(&format!(
+                    "a pod labelled app.kubernetes.io/name: prometheus in namespace {tenant} reaches the admin port 9091"
+                )),
+                "{overlay}: {text}"
+            );
+        }
+    }
+}
